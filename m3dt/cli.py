@@ -1,0 +1,40 @@
+"""Command table of `python -m m3dt`. Each command is (help, add_arguments, run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
+
+
+def _tasks_args(p: argparse.ArgumentParser) -> None:
+    from m3dt.tasks import SUITES
+
+    p.add_argument("--suite", choices=sorted(SUITES), help="only this suite")
+    p.add_argument("--benchmark", type=int, metavar="N", help="only the MT-N subset (with --seed)")
+    p.add_argument("--seed", type=int, default=0, help="benchmark seed (0-2)")
+    p.add_argument("--csv", action="store_true", help="CSV instead of an aligned table")
+
+
+def _tasks_run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from m3dt import tasks
+
+    names = tasks.benchmark(args.benchmark, args.seed) if args.benchmark else tasks.MT160
+    rows = [tasks.get(n).as_row() for n in names]
+    if args.suite:
+        rows = [r for r in rows if r["suite"] == args.suite]
+    frame = pd.DataFrame(rows)
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        print(frame.to_string(index=False))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "tasks": ("print the MT160 task registry", _tasks_args, _tasks_run),
+}

@@ -1,0 +1,1 @@
+"""Offline data: experts, collection, HDF5 store, importer, segment sampler."""

@@ -1,0 +1,227 @@
+"""The MT160 registry and the padded environments of all 160 tasks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from m3dt import tasks
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task_lists"
+
+
+def test_counts_per_suite():
+    assert len(tasks.MT160) == 160 == len(set(tasks.MT160)) == len(tasks.REGISTRY)
+    counts = Counter(tasks.get(n).suite for n in tasks.MT160)
+    assert counts == {"metaworld": 50, "dmc": 30, "ant_dir": 40, "cheetah_vel": 40}
+
+
+def test_authors_names_and_order():
+    assert tasks.MT160[0] == "basketball-v2"
+    assert "cartpole-balance-sparse" in tasks.MT160
+    assert tasks.MT160[-1] == "cheetah-vel-39"
+    assert [n for n in tasks.MT160 if n.startswith("ant-dir-")] == [f"ant-dir-{i}" for i in range(40)]
+
+
+@pytest.mark.parametrize("n", tasks.BENCHMARK_SIZES)
+@pytest.mark.parametrize("seed", tasks.BENCHMARK_SEEDS)
+def test_benchmark_subsets(n, seed):
+    subset = tasks.benchmark(n, seed)
+    assert len(subset) == n == len(set(subset))
+    assert set(subset) <= set(tasks.MT160)
+    if SHARED.exists():  # the package data are the authors' lists, verbatim
+        raw = json.loads((SHARED / f"task_160_seed{seed}.json").read_text())
+        assert list(subset) == raw[f"mt{n}_task_list"]
+
+
+def test_benchmark_bad_arguments():
+    with pytest.raises(ValueError, match="size"):
+        tasks.benchmark(30, 0)
+    with pytest.raises(ValueError, match="seed"):
+        tasks.benchmark(10, 7)
+
+
+def test_action_dims_from_mask_file():
+    masks = json.loads((Path(tasks.__file__).parent / "data" / "action_mask.json").read_text())
+    for name in tasks.MT160:
+        spec = tasks.get(name)
+        family = {"metaworld": "meta-world", "ant_dir": "ant-dir", "cheetah_vel": "cheetah-vel"}.get(spec.suite, name)
+        assert spec.action_dim == masks[family], name
+        assert sum(spec.action_mask) == spec.action_dim
+    assert tasks.get("reacher-three-easy").action_dim == 3
+    assert tasks.get("fish-swim").action_dim == 5
+    assert tasks.get("ant-dir-7").action_dim == 8
+    assert tasks.get("cheetah-vel-0").action_dim == 6
+
+
+def test_suite_constants():
+    mw, dmc, ant, chv = (tasks.get(n) for n in ("reach-v2", "walker-walk", "ant-dir-0", "cheetah-vel-0"))
+    assert (mw.episode_length, mw.rtg_target, mw.rtg_scale, mw.eval_episodes) == (500, 4500, 1000, 10)
+    assert (dmc.episode_length, dmc.rtg_target, dmc.rtg_scale, dmc.eval_episodes) == (500, 1000, 200, 10)
+    assert (ant.episode_length, ant.rtg_target, ant.rtg_scale, ant.eval_episodes) == (200, 500, 500, 1)
+    assert (chv.episode_length, chv.rtg_target, chv.rtg_scale, chv.eval_episodes) == (200, 0, 200, 1)
+    assert (mw.obs_dim, ant.obs_dim, chv.obs_dim) == (39, 27, 20)
+    assert chv.goal == pytest.approx(0.075) and tasks.get("cheetah-vel-39").goal == pytest.approx(3.0)
+
+
+def test_unknown_name_lists_closest():
+    with pytest.raises(KeyError, match="reach-v2"):
+        tasks.get("reach-v4")
+    with pytest.raises(KeyError, match="walker-walk"):
+        tasks.get("walker_walk")
+    assert tasks.get("reach-v3").name == "reach-v2"
+
+
+@pytest.mark.parametrize(
+    "task,ret,success,expected",
+    [
+        ("reach-v2", 0.0, True, 100.0),
+        ("reach-v2", 4000.0, False, 0.0),
+        ("walker-walk", 0.0, None, 0.0),
+        ("walker-walk", 1000.0, None, 100.0),
+        ("walker-walk", 537.0, None, 53.7),
+        ("ant-dir-0", -50.0, None, 0.0),
+        ("ant-dir-0", 0.0, None, 0.0),
+        ("ant-dir-0", 250.0, None, 50.0),
+        ("ant-dir-0", 500.0, None, 100.0),
+        ("ant-dir-0", 900.0, None, 100.0),
+        ("cheetah-vel-0", -100.5, None, 0.0),
+        ("cheetah-vel-0", -100.0, None, 0.0),
+        ("cheetah-vel-0", -65.0, None, 50.0),
+        ("cheetah-vel-0", -30.0, None, 100.0),
+        ("cheetah-vel-0", -29.0, None, 100.0),
+        ("cheetah-vel-0", -5.0, None, 100.0),
+    ],
+)
+def test_normalized_score_boundaries(task, ret, success, expected):
+    assert tasks.get(task).normalized_score(ret, success) == pytest.approx(expected)
+
+
+def test_normalized_score_bad_input():
+    with pytest.raises(ValueError, match="success"):
+        tasks.get("reach-v2").normalized_score(10.0)
+    with pytest.raises(ValueError, match="finite"):
+        tasks.get("walker-walk").normalized_score(float("nan"))
+
+
+@pytest.mark.parametrize("name", tasks.MT160)
+def test_every_task_constructs_and_steps(name):
+    spec = tasks.get(name)
+    env = tasks.make_env(name, seed=0)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (tasks.OBS_PAD,) and obs.dtype == np.float32
+    assert np.all(obs[spec.obs_dim:] == 0)
+    assert info["action_mask"].tolist() == list(spec.action_mask)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, tasks.ACT_PAD))
+        assert obs.shape == (tasks.OBS_PAD,) and np.isfinite(obs).all() and np.isfinite(reward)
+        assert np.all(obs[spec.obs_dim:] == 0)
+        assert not truncated
+    env.close()
+
+
+@pytest.mark.parametrize("name", ["reach-v2", "cartpole-swingup", "walker-run-backwards", "ant-dir-5", "cheetah-vel-7"])
+def test_full_episode_reports_score(name):
+    spec = tasks.get(name)
+    env = tasks.make_env(name, seed=0)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    total, steps = 0.0, 0
+    while True:
+        _, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, tasks.ACT_PAD) * 0.1)
+        total += reward
+        steps += 1
+        if terminated or truncated:
+            break
+    assert steps <= spec.episode_length
+    assert terminated or steps == spec.episode_length
+    ep = info["episode"]
+    assert ep["length"] == steps and ep["return"] == pytest.approx(total)
+    success = ep["success"] if spec.suite == "metaworld" else None
+    assert ep["normalized_score"] == pytest.approx(spec.normalized_score(total, success))
+
+
+@pytest.mark.parametrize("name", ["door-open-v2", "finger-turn-hard", "cup-spin", "ant-dir-3", "cheetah-vel-20"])
+def test_reset_is_deterministic(name):
+    def rollout(seed):
+        env = tasks.make_env(name, seed=123)
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            out.append(env.step(rng.uniform(-1, 1, tasks.ACT_PAD))[0])
+        return np.stack(out)
+
+    a, b = rollout(7), rollout(7)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_reset_seed_changes_initial_state():
+    env = tasks.make_env("walker-walk", seed=0)
+    a, _ = env.reset(seed=1)
+    b, _ = env.reset(seed=2)
+    c, _ = env.reset(seed=1)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_padded_actions_beyond_action_dim_are_ignored():
+    def first_step(pad_value):
+        env = tasks.make_env("pendulum-swingup", seed=0)
+        env.reset(seed=0)
+        action = np.full(tasks.ACT_PAD, pad_value)
+        action[0] = 0.5
+        return env.step(action)[0]
+
+    np.testing.assert_array_equal(first_step(0.0), first_step(-10.0))
+
+
+def test_metaworld_goal_is_observed_and_fixed():
+    env = tasks.make_env("reach-v2", seed=0)
+    a, _ = env.reset(seed=0)
+    b, _ = env.reset(seed=5)
+    assert np.any(a[36:39] != 0)  # goal-observable
+    np.testing.assert_array_equal(a[36:39], b[36:39])  # one fixed goal per task
+
+
+def test_ant_dir_reward_follows_goal_direction():
+    """Moving along the goal direction pays, moving against it costs."""
+    from m3dt.tasks.envs.locomotion import AntDirEnv
+
+    env = AntDirEnv(angle=0.0)
+    env.reset(seed=0)
+    data = env.unwrapped.data
+    data.qvel[0] = 2.0  # torso moving along +x (the goal direction)
+    _, r_fwd, *_ = env.step(np.zeros(8))
+    env.reset(seed=0)
+    env.unwrapped.data.qvel[0] = -2.0
+    _, r_back, *_ = env.step(np.zeros(8))
+    assert r_fwd > 1.0 > r_back
+
+
+def test_cheetah_vel_reward_peaks_at_target():
+    from m3dt.tasks.envs.locomotion import CheetahVelEnv
+
+    def reward_at(v):
+        env = CheetahVelEnv(target_velocity=1.5)
+        env.reset(seed=0)
+        env.unwrapped.data.qvel[0] = v
+        return env.step(np.zeros(6))[1]
+
+    assert reward_at(1.5) > reward_at(0.0)
+    assert reward_at(1.5) > reward_at(3.0)
+    assert reward_at(1.5) > -0.5
+
+
+def test_cli_prints_registry_csv():
+    out = subprocess.run([sys.executable, "-m", "m3dt", "tasks", "--suite", "ant_dir", "--csv"],
+                         check=True, capture_output=True, text=True).stdout.strip().splitlines()
+    assert out[0].startswith("task,suite,obs_dim,action_dim")
+    assert len(out) == 41 and out[1].startswith("ant-dir-0,ant_dir,27,8")
