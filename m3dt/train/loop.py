@@ -1,0 +1,275 @@
+"""The one training loop. Every stage and baseline is a configuration of `train()`.
+
+AdamW, linear warm-up then constant learning rate, gradient-norm clipping, optional bf16
+autocast, CSV metrics, progress lines with rate and ETA, checkpoints that hold everything
+needed to resume (model, optimiser, scheduler, every RNG, the batch source's state, step,
+config) and a loud stop on a non-finite loss. Resuming from a checkpoint reproduces an
+uninterrupted CPU run exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from m3dt.io import atomic_path
+
+log = logging.getLogger("m3dt.train")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up (paper.md §1, Optimisation)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 10_000
+    grad_clip: float = 0.25
+
+    def __post_init__(self) -> None:
+        assert self.lr > 0, f"optim.lr must be > 0, got {self.lr}"
+        assert self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}"
+        assert self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}"
+        assert self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Length, device, logging and checkpointing of one training run."""
+
+    steps: int
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = False  # bf16 autocast for forward/backward (CPU with AVX512-BF16, or CUDA)
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    keep_steps: tuple[int, ...] = ()  # also keep checkpoints at these steps (Fig. 7)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
+        assert self.log_every >= 1 and self.checkpoint_every >= 1
+        bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
+        assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
+
+
+class BatchSource(Protocol):
+    """Yields the next training batch; its RNG state is checkpointed with the model."""
+
+    def next(self, step: int) -> tuple[str, Any]: ...  # (task name, batch)
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def build_optimizer(model: nn.Module, trainable: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over `trainable`, without weight decay on biases, LayerNorms and embeddings."""
+    keep = {id(p) for p in trainable}
+    decay, no_decay = [], []
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) not in keep:
+                continue
+            if name.endswith("bias") or isinstance(module, (nn.LayerNorm, nn.Embedding)) or p.ndim < 2:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    assert decay or no_decay, "no trainable parameters"
+    assert len(decay) + len(no_decay) == len(keep), "trainable parameters must belong to the model"
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
+
+
+def warmup_lambda(warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up from lr/warmup to lr over `warmup_steps`, then constant."""
+    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    final_checkpoint: Path
+    metrics_csv: Path
+    steps_done: int
+    resumed_from: int
+
+
+class MetricsWriter:
+    """`metrics.csv`: one row per logging step, namespaced columns (`train/loss`, ...)."""
+
+    COLUMNS = ("step", "train/loss", "train/lr", "train/grad_norm", "train/steps_per_s", "train/task")
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows: list[dict[str, str]] = []
+        if resume_step > 0 and path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.COLUMNS).writerow(row)
+
+
+def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise RuntimeError(f"checkpoint {path} could not be read: {e}") from e
+
+
+def train(
+    model: nn.Module,
+    trainable: Iterable[nn.Parameter],
+    batches: BatchSource,
+    loss_fn: LossFn,
+    cfg: LoopConfig,
+    out_dir: str | Path,
+    meta: Mapping[str, Any] | None = None,
+    state_fn: Callable[[nn.Module], Mapping[str, Any]] | None = None,
+) -> RunResult:
+    """Train `trainable` (a subset of `model`'s parameters) for `cfg.steps` steps.
+
+    `out_dir/checkpoints/last.pt` is resumed from when it exists. `meta` (model config,
+    stage, tasks, normalisation statistics, ...) is stored in every checkpoint.
+    `state_fn(model)` chooses what model state a checkpoint holds (default: the whole
+    `state_dict`; stage 2 saves only its expert's weights).
+    """
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    trainable = list(trainable)
+    trainable_ids = {id(p) for p in trainable}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable_ids)
+    model.to(device)
+    opt = build_optimizer(model, trainable, cfg.optim)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(cfg.optim.warmup_steps))
+    state_fn = state_fn or (lambda m: m.state_dict())
+
+    start = 0
+    last = ckpt_dir / "last.pt"
+    if last.exists():
+        ck = load_checkpoint(last, device)
+        _load_model_state(model, ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        batches.load_state_dict(ck["batches"])
+        set_rng_state(ck["rng"])
+        start = int(ck["step"])
+        log.info("resumed from %s at step %d", last, start)
+    metrics = MetricsWriter(out / "metrics.csv", start)
+
+    def checkpoint(step: int, path: Path) -> Path:
+        return save_checkpoint(path, {
+            "model": {k: v.detach().cpu() for k, v in state_fn(model).items()},
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "batches": batches.state_dict(),
+            "rng": rng_state(),
+            "step": step,
+            "loop_config": asdict(cfg),
+            "meta": dict(meta or {}),
+        })
+
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    model.train()
+    t0, done_since = time.perf_counter(), 0
+    for step in range(start + 1, cfg.steps + 1):
+        task, batch = batches.next(step)
+        with amp:
+            loss = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} on task {task!r}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
+        opt.step()
+        sched.step()
+        done_since += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - t0
+            rate = done_since / max(elapsed, 1e-9)
+            eta = (cfg.steps - step) / rate if rate > 0 else math.inf
+            metrics.write({"step": step, "train/loss": f"{loss.item():.6g}", "train/lr": f"{sched.get_last_lr()[0]:.6g}",
+                           "train/grad_norm": f"{float(grad_norm):.6g}", "train/steps_per_s": f"{rate:.4g}",
+                           "train/task": task})
+            log.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, cfg.steps, loss.item(),
+                     sched.get_last_lr()[0], rate, _fmt_eta(eta))
+        if step % cfg.checkpoint_every == 0 and step != cfg.steps:
+            checkpoint(step, last)
+        if step in cfg.keep_steps:
+            checkpoint(step, ckpt_dir / f"step_{step}.pt")
+    final = checkpoint(cfg.steps, ckpt_dir / "final.pt")
+    checkpoint(cfg.steps, last)
+    return RunResult(out, final, out / "metrics.csv", cfg.steps, start)
+
+
+def _load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise RuntimeError(f"checkpoint holds parameters the model lacks: {unexpected[:5]}")
+    own = set(model.state_dict())
+    if missing and len(missing) == len(own):
+        raise RuntimeError("checkpoint holds none of the model's parameters")
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
