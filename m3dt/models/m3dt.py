@@ -1,0 +1,212 @@
+"""M3DT = Prompt-DT backbone + one mixture of experts per layer (paper.md §1).
+
+Every block computes  h = x + Attn(LN1 x);  y = LN2 h;  out = y + FFN(y) + MoE(y)
+(see `Block`), where MoE(y) depends on the routing:
+
+- "router": Σ_e g_e(y) · expert_e(y), g = the layer's router (dense softmax, or noisy
+  top-k); stage 3 and inference;
+- "single": expert `expert` alone with weight 1 (an int; or a (B,) long tensor, one
+  expert per sample); stage 2;
+- "grouped": the batch is E equal groups, group e goes to expert e: stage 2 for all E
+  experts in one process (use `grouped_loss` and `clip_grad_norm_per_expert` so that each
+  expert gets exactly the update it would get trained alone);
+- "none": no MoE, the backbone alone.
+
+Three-stage training in terms of the parameter groups:
+1. backbone: train a `PromptDT` (or `M3DT` with routing "none" and only
+   `backbone_parameters()` trainable);
+2. experts: `M3DT.from_backbone(backbone, MoEConfig(n_experts=...))`,
+   `set_trainable(backbone=False, experts=True, routers=False)`, routing "single" with
+   expert i on group i's batches. Training one expert of a stacked bank with AdamW would
+   still weight-decay the other slices; so either train expert i in its own process with a
+   one-expert model (`MoEConfig(n_experts=1)`, expert 0) and copy it into the E-expert
+   model with `load_expert_state(i, small.expert_state(0))`, or train all experts at once
+   with routing "grouped";
+3. routers: `set_trainable(backbone=False, experts=False, routers=True)`, routing "router".
+
+`mask_expert_grads(keep)` zeroes the gradient slices of the other experts, for a process
+that must update only some experts of a bank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from m3dt.models.moe import MoE, MoEConfig
+from m3dt.models.prompt_dt import FfnResidual, PromptDT, PromptDTConfig, Segment, masked_action_loss, optim_groups
+
+ROUTINGS = ("router", "single", "grouped", "none")
+
+
+class M3DT(nn.Module):
+    """Prompt-DT with an `MoE` (E experts + router) added to every block."""
+
+    def __init__(self, cfg: PromptDTConfig, moe: MoEConfig):
+        super().__init__()
+        self.cfg, self.moe_cfg = cfg, moe
+        self.backbone = PromptDT(cfg)
+        self.moes = nn.ModuleList([MoE(moe, cfg.width, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.n_layer)])
+        self.routing: str = "router"
+        self.expert: int | Tensor | None = None
+
+    @classmethod
+    def from_backbone(cls, backbone: PromptDT, moe: MoEConfig, ffn_residual: FfnResidual | None = None) -> M3DT:
+        """A new M3DT holding a copy of `backbone`'s weights, with fresh experts and routers.
+
+        `ffn_residual` overrides the backbone's block form; "normed" on a "stream" backbone
+        reproduces the authors' switch from their GPT-2 stage-1 block to their M3DT block.
+        """
+        cfg = backbone.cfg if ffn_residual is None else replace(backbone.cfg, ffn_residual=ffn_residual)
+        p = next(backbone.parameters())
+        model = cls(cfg, moe).to(device=p.device, dtype=p.dtype)
+        model.backbone.load_state_dict(backbone.state_dict())
+        return model
+
+    @property
+    def n_experts(self) -> int:
+        return self.moe_cfg.n_experts
+
+    def set_routing(self, routing: str, expert: int | Tensor | None = None) -> None:
+        """Default routing (and expert, for "single") of later forward calls."""
+        self._check_routing(routing, expert)
+        self.routing, self.expert = routing, expert
+
+    def _check_routing(self, routing: str, expert: int | Tensor | None) -> None:
+        assert routing in ROUTINGS, f"unknown routing {routing!r}, one of {ROUTINGS}"
+        if routing == "single":
+            assert expert is not None, 'routing "single" needs an expert index'
+            if not isinstance(expert, Tensor):
+                assert 0 <= int(expert) < self.n_experts, f"expert {expert} not in [0, {self.n_experts})"
+
+    def forward(
+        self,
+        states: Tensor,
+        actions: Tensor,
+        rtg: Tensor,
+        timesteps: Tensor,
+        attn_mask: Tensor,
+        prompt: Segment | tuple | None = None,
+        routing: str | None = None,
+        expert: int | Tensor | None = None,
+    ) -> Tensor:
+        """Predicted actions (B, K, act_dim); inputs as `PromptDT.forward`.
+
+        `routing`/`expert` default to the ones set by `set_routing` ("router").
+        """
+        if routing is None:
+            routing = self.routing
+            expert = self.expert if expert is None else expert
+        self._check_routing(routing, expert)
+        x, allowed = self.backbone.embed(states, actions, rtg, timesteps, attn_mask, prompt)
+        for block, moe in zip(self.backbone.blocks, self.moes):
+            extra = None if routing == "none" else (lambda y, moe=moe: moe(y, routing, expert))
+            x = block(x, allowed, extra)  # (B, T', C)
+        return self.backbone.head(x, timesteps.shape[1])
+
+    get_action = PromptDT.get_action
+    loss = staticmethod(masked_action_loss)
+
+    @staticmethod
+    def grouped_loss(
+        pred: Tensor, target_actions: Tensor, action_mask: Tensor, attn_mask: Tensor, n_groups: int
+    ) -> Tensor:
+        """Sum over the E equal batch groups of each group's masked MSE (routing "grouped").
+
+        Expert e's gradient is then exactly that of its own group's loss, as if trained alone.
+        """
+        B = pred.shape[0]
+        assert B % n_groups == 0, f"batch {B} not divisible into {n_groups} groups"
+        am = action_mask.expand(B, -1) if action_mask.dim() == 1 else action_mask
+        groups = zip(*(z.chunk(n_groups) for z in (pred, target_actions, am, attn_mask)))
+        return sum(masked_action_loss(*g) for g in groups)
+
+    # ---------------------------------------------------------------- parameter groups
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.parameters())
+
+    def expert_parameters(self) -> list[nn.Parameter]:
+        """The stacked expert tensors of every layer (expert e = slice e of each)."""
+        return [p for moe in self.moes for p in moe.experts.parameters()]
+
+    def router_parameters(self) -> list[nn.Parameter]:
+        return [p for moe in self.moes for p in moe.router.parameters()]
+
+    def set_trainable(self, *, backbone: bool, experts: bool, routers: bool) -> list[nn.Parameter]:
+        """Set requires_grad per group; return the trainable parameters."""
+        for params, flag in (
+            (self.backbone_parameters(), backbone),
+            (self.expert_parameters(), experts),
+            (self.router_parameters(), routers),
+        ):
+            for p in params:
+                p.requires_grad_(flag)
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def mask_expert_grads(self, keep: int | Sequence[int]) -> None:
+        """Zero the gradients of every expert except `keep` (in every layer)."""
+        keep = [keep] if isinstance(keep, int) else list(keep)
+        for p in self.expert_parameters():
+            if p.grad is not None:
+                mask = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+                mask[keep] = True
+                p.grad[~mask] = 0
+
+    @torch.no_grad()
+    def clip_grad_norm_per_expert(self, max_norm: float) -> Tensor:
+        """Clip each expert's gradient (slice e over all layers) to `max_norm`; return the (E,) norms."""
+        params = [p for p in self.expert_parameters() if p.grad is not None]
+        sq = sum(p.grad.float().square().flatten(1).sum(1) for p in params)  # (E,)
+        norms = sq.sqrt()
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (E,)
+        for p in params:
+            p.grad.mul_(scale.view(-1, *[1] * (p.dim() - 1)).to(p.grad.dtype))
+        return norms
+
+    def expert_state(self, e: int) -> dict[str, Tensor]:
+        """Expert e's weights in every layer (copies), keyed like `state_dict`."""
+        return {
+            f"moes.{l}.experts.{n}": p[e].detach().clone()
+            for l, moe in enumerate(self.moes)
+            for n, p in moe.experts.named_parameters()
+        }
+
+    @torch.no_grad()
+    def load_expert_state(self, e: int, state: dict[str, Tensor]) -> None:
+        """Copy `state` (from `expert_state`) into expert slot e."""
+        for l, moe in enumerate(self.moes):
+            for n, p in moe.experts.named_parameters():
+                p[e].copy_(state[f"moes.{l}.experts.{n}"])
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def num_params(self, authors_convention: bool = False) -> int:
+        """Number of parameters (see `PromptDT.num_params` for `authors_convention`)."""
+        return self.backbone.num_params(authors_convention) + sum(p.numel() for p in self.moes.parameters())
+
+    def conflict_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups of the per-module gradient-conflict analysis (paper Fig. 12)."""
+        g = self.backbone.conflict_groups()
+        return {
+            "embeddings": g["embeddings"],
+            "attention": g["attention"],
+            "mlp": g["mlp"],
+            "experts": self.expert_parameters(),
+            "routers": self.router_parameters(),
+            "other": g["other"],
+        }
+
+    def configure_optimizer(
+        self,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        params: list[nn.Parameter] | None = None,
+    ) -> torch.optim.AdamW:
+        """AdamW over `params` (default: all trainable), see `optim_groups`."""
+        return torch.optim.AdamW(optim_groups(self, weight_decay, params), lr=lr, betas=betas)
