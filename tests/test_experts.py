@@ -1,0 +1,226 @@
+"""Experts and data collection: scripted Meta-World, per-task SAC (DMC), goal-conditioned SAC
+(ant-dir, cheetah-vel), the HDF5 files they write, determinism, flagging and the expert table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from m3dt import tasks
+from m3dt.data import experts as ex
+from m3dt.data.collect import CollectConfig, collect_episodes, collect_task
+from m3dt.data.experts import ExpertConfig, FlaggedExpertError
+
+TINY = dict(learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=1, eval_max_steps=20,
+            log_every=100, checkpoint_every=100, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def expert_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("experts")
+
+
+@pytest.fixture(scope="module")
+def pendulum_meta(expert_root):
+    """A briefly trained SAC expert (a few hundred steps), threshold 0 so it is not flagged."""
+    cfg = ExpertConfig(**TINY, sac_steps_overrides={"pendulum-swingup": 250},
+                       threshold_overrides={"pendulum-swingup": 0.0})
+    return ex.train_expert("pendulum-swingup", cfg, expert_root / "pendulum-swingup")
+
+
+def _untrained_goal_expert(task: str) -> ex.SACExpert:
+    env = ex.GoalFamilyEnv(ex.expert_name(task))
+    model = ex.build_sac(env, ExpertConfig(**TINY), total_steps=100)
+    return ex.bind_expert(model, task)
+
+
+def _experts(name: str, expert_root: Path, pendulum_meta) -> ex.Expert:
+    if name == "reach-v2":
+        return ex.ScriptedExpert("reach-v2", action_noise=0.1)
+    if name == "pendulum-swingup":
+        return ex.load_expert("pendulum-swingup", expert_root)
+    return _untrained_goal_expert(name)
+
+
+def _read(path: Path):
+    from m3dt.data import store
+
+    return store.open_task_data(path)
+
+
+# ----------------------------------------------------------------------------------- experts
+
+
+def test_names_and_kinds():
+    assert ex.expert_name("ant-dir-7") == "ant-dir" and ex.expert_kind("ant-dir-7") == "sac-goal"
+    assert ex.expert_name("cheetah-vel-0") == "cheetah-vel"
+    assert ex.expert_kind("reach-v2") == "scripted" and ex.expert_kind("walker-walk") == "sac"
+    assert ex.expert_names(["ant-dir-1", "ant-dir-2", "reach-v2", "cheetah-vel-3"]) == ["ant-dir", "reach-v2",
+                                                                                      "cheetah-vel"]
+    assert len(ex.expert_tasks("ant-dir")) == 40 == len(ex.expert_tasks("cheetah-vel"))
+    np.testing.assert_allclose(np.linalg.norm(ex.goal_features("ant-dir-3")), 1.0, rtol=1e-6)
+    assert ex.goal_features("cheetah-vel-0").tolist() == pytest.approx([0.075])
+    cfg = ExpertConfig(threshold_overrides={"dmc": 40.0, "hopper-hop": 10.0})
+    assert cfg.threshold("walker-walk") == 40.0 and cfg.threshold("hopper-hop") == 10.0
+    assert cfg.threshold("reach-v2") == cfg.near_optimal_threshold
+    assert ExpertConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown ExpertConfig keys"):
+        ExpertConfig.from_dict({"sac_stepz": 1})
+
+
+def test_scripted_reach_succeeds_without_noise():
+    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0)
+    row = ex.evaluate_expert(expert, episodes=2, seed=0, threshold=80.0)
+    assert row["score_mean"] == 100.0 and row["flagged"] is False
+
+
+def test_goal_family_env_appends_goal_to_agent_input_only():
+    env = ex.GoalFamilyEnv("ant-dir")
+    assert env.observation_space.shape == (27 + 2,) and env.action_space.shape == (8,)
+    obs, info = env.reset(seed=3)
+    np.testing.assert_allclose(obs[27:], ex.goal_features(info["task"]))
+    obs2, *_ = env.step(env.action_space.sample())
+    np.testing.assert_allclose(obs2[27:], ex.goal_features(info["task"]))
+    seen = {env.reset(seed=s)[1]["task"] for s in range(8)}
+    assert len(seen) > 1  # a goal per episode
+    cv = ex.GoalFamilyEnv("cheetah-vel")
+    assert cv.observation_space.shape == (20 + 1,) and cv.action_space.shape == (6,)
+    obs, info = cv.reset(seed=0, options={"task": "cheetah-vel-5"})
+    assert info["task"] == "cheetah-vel-5" and obs[-1] == pytest.approx(ex.goal_features("cheetah-vel-5")[0])
+
+
+def test_train_smoke_saves_reloads_and_acts(pendulum_meta, expert_root):
+    d = expert_root / "pendulum-swingup"
+    assert (d / "model.zip").exists() and (d / "expert.json").exists() and not (d / "checkpoint").exists()
+    meta = json.loads((d / "expert.json").read_text())
+    assert meta["kind"] == "sac" and meta["train_steps"] == 250 and meta["status"] == "done"
+    ev = meta["evaluation"]["pendulum-swingup"]
+    assert ev["n_episodes"] == 1 and ev["flagged"] is False
+    rows = list(csv.DictReader(open(d / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [100, 200, 250] and float(rows[-1]["updates_per_s"]) > 0
+    expert = ex.load_expert("pendulum-swingup", expert_root)
+    a = expert.act(np.zeros(3, np.float32), np.random.default_rng(0))
+    assert a.shape == (1,) and a.dtype == np.float32 and np.all(np.abs(a) <= 1)
+    # a finished expert is reused, not retrained
+    again = ex.train_expert("pendulum-swingup", ExpertConfig(**meta["config"]), d)
+    assert again["train_seconds"] == meta["train_seconds"]
+
+
+def test_train_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
+    cfg = ExpertConfig(**TINY, sac_steps_overrides={"cartpole-balance": 300})
+    out = tmp_path / "cartpole-balance"
+    real_save = ex._save_model
+
+    def crash_on_final_save(model, path):
+        if path.parent.name != ex.CHECKPOINT_DIR:
+            raise KeyboardInterrupt("simulated interruption")
+        real_save(model, path)
+
+    monkeypatch.setattr(ex, "_save_model", crash_on_final_save)
+    with pytest.raises(KeyboardInterrupt):
+        ex.train_expert("cartpole-balance", cfg, out)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 200
+    monkeypatch.setattr(ex, "_save_model", real_save)
+    with caplog.at_level(logging.INFO, logger="m3dt"):
+        meta = ex.train_expert("cartpole-balance", cfg, out)
+    assert "resuming from checkpoint at step 200/300" in caplog.text
+    assert meta["train_steps"] == 300 and not (out / "checkpoint").exists()
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert steps == [100, 200, 300]
+
+
+# ----------------------------------------------------------------------------------- collection
+
+
+@pytest.mark.parametrize("task", ["reach-v2", "pendulum-swingup", "ant-dir-0", "cheetah-vel-0"])
+def test_collect_one_task_per_suite(task, tmp_path, expert_root, pendulum_meta):
+    spec = tasks.get(task)
+    expert = _experts(task, expert_root, pendulum_meta)
+    cfg = CollectConfig(episodes=2, n_prompt=2, seed=1, max_steps=25)
+    path = collect_task(task, expert, cfg, tmp_path / f"{task}.h5")
+    episodes = collect_episodes(task, expert, cfg)  # the same episodes, in memory
+    with h5py.File(path, "r") as f:
+        obs, act = f["observations"][()], f["actions"][()]
+        assert obs.shape == (sum(len(e["rewards"]) for e in episodes), spec.obs_dim)
+        assert act.shape == (obs.shape[0], spec.action_dim)
+        assert f.attrs["source"] == "collect" and int(f.attrs["seed"]) == 1
+    assert len(episodes) == 4 and all(len(e["rewards"]) == 25 for e in episodes)
+    with _read(path) as data:
+        assert data.summary()["n_episodes"] == 4 and data.attrs["expert_kind"] == expert.kind
+        assert data.prompt_episodes.tolist() == [2, 3]
+        prompts = [data.episode(int(i)) for i in data.prompt_episodes]
+    for got, want in zip(prompts, episodes[-2:]):  # the prompts are the last 2 episodes
+        np.testing.assert_array_equal(got["observations"], want["observations"])
+        np.testing.assert_array_equal(got["actions"], want["actions"])
+
+
+def test_collection_is_deterministic(tmp_path, expert_root, pendulum_meta):
+    cfg = CollectConfig(episodes=2, n_prompt=2, seed=5, max_steps=30)
+    for task in ("reach-v2", "pendulum-swingup"):
+        expert = _experts(task, expert_root, pendulum_meta)
+        a = collect_task(task, expert, cfg, tmp_path / f"a-{task}.h5")
+        b = collect_task(task, _experts(task, expert_root, pendulum_meta), cfg, tmp_path / f"b-{task}.h5")
+        other = collect_episodes(task, expert, CollectConfig(episodes=2, n_prompt=2, seed=6, max_steps=30))
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            for key in ("observations", "actions", "rewards", "terminals"):
+                np.testing.assert_array_equal(fa[key][()], fb[key][()])
+            assert not np.array_equal(fa["observations"][:30], other[0]["observations"])
+
+
+def test_flagged_expert_is_refused(tmp_path, caplog):
+    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0,
+                               evaluation={"score_mean": 10.0, "threshold": 60.0, "flagged": True})
+    cfg = CollectConfig(episodes=1, n_prompt=2, max_steps=5)
+    with pytest.raises(FlaggedExpertError, match="flagged"):
+        collect_task("reach-v2", expert, cfg, tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+    cfg.allow_flagged = True
+    with caplog.at_level(logging.WARNING, logger="m3dt"):
+        collect_task("reach-v2", expert, cfg, tmp_path / "x.h5")
+    assert (tmp_path / "x.h5").exists() and "collecting anyway" in caplog.text
+
+
+def test_expert_table_and_figure(tmp_path, expert_root, pendulum_meta):
+    cfg = ExpertConfig(eval_episodes=1, eval_max_steps=60, near_optimal_threshold=60.0)
+    meta = ex.train_expert("reach-v2", cfg, expert_root / "reach-v2")
+    assert meta["kind"] == "scripted" and meta["evaluation"]["reach-v2"]["n_episodes"] == 1
+    rows = ex.expert_table_rows(["reach-v2", "pendulum-swingup"], expert_root)
+    rows.append({"task": "ant-dir-0", "suite": "ant_dir", "expert_kind": "sac-goal", "train_steps": 10,
+                 "score_mean": 20.0, "score_std": 0.0, "n_episodes": 1, "flagged": True})
+    csv_path = ex.write_expert_table(rows, tmp_path / "experts.csv")
+    with open(csv_path) as f:
+        reader = csv.DictReader(f)
+        got = list(reader)
+    assert reader.fieldnames[:8] == ex.TABLE_COLUMNS
+    assert [r["task"] for r in got] == ["reach-v2", "pendulum-swingup", "ant-dir-0"]
+    assert [r["flagged"] for r in got] == ["False", "False", "True"]
+    pngs = ex.plot_expert_quality(csv_path, [tmp_path / "experts.png", tmp_path / "experts.pdf"])
+    assert all(p.exists() and p.stat().st_size > 1000 for p in pngs)
+    with pytest.raises(FileNotFoundError, match="walker-walk"):
+        ex.expert_table_rows(["walker-walk"], expert_root)
+
+
+def test_cli_collect_and_table(tmp_path, expert_root, pendulum_meta):
+    from m3dt.__main__ import main
+
+    assert main(["data", "collect", "pendulum-swingup", "--expert-root", str(expert_root), "--out-dir",
+                 str(tmp_path), "--episodes", "1", "--max-steps", "10"]) == 0
+    assert (tmp_path / "pendulum-swingup.h5").exists()
+    assert main(["data", "experts-table", "--tasks", "pendulum-swingup", "--expert-root", str(expert_root),
+                 "--csv", str(tmp_path / "e.csv"), "--figure", str(tmp_path / "e.png")]) == 0
+    assert (tmp_path / "e.csv").exists() and (tmp_path / "e.png").exists()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("experts:\n  eval_episodes: 1\n  eval_max_steps: 40\n  metaworld_action_noise: 0.0\n")
+    root = tmp_path / "experts"
+    assert main(["data", "train-expert", "reach-v3", "--expert-root", str(root), "--config", str(cfg)]) == 0
+    meta = json.loads((root / "reach-v2" / "expert.json").read_text())
+    assert meta["action_noise"] == 0.0 and meta["evaluation"]["reach-v2"]["n_episodes"] == 1
+    assert main(["data", "experts-table", "--expert-root", str(root), "--csv", str(tmp_path / "all.csv"),
+                 "--figure"]) == 0
+    assert (tmp_path / "all.csv").read_text().splitlines()[1].startswith("reach-v2,metaworld,scripted,0,")
