@@ -6,6 +6,9 @@ import argparse
 import sys
 from typing import Callable
 
+from m3dt.analysis.grouping import add_group_args, run_group
+from m3dt.data.cli import add_data_args, run_data
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
 
 
@@ -36,5 +39,7 @@ def _tasks_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
+    "data": ("offline data: train experts, collect, import, tables (see `data -h`)", add_data_args, run_data),
     "tasks": ("print the MT160 task registry", _tasks_args, _tasks_run),
+    "group": ("partition tasks into expert groups (random | gradient)", add_group_args, run_group),
 }

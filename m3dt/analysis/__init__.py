@@ -1,0 +1,36 @@
+"""Gradient-conflict analysis and task grouping (paper §1; Fig. 2, 7, 12; stage-2 groups).
+
+- `m3dt.analysis.conflict`: per-task gradients per parameter group, conflict metrics
+  (`METRICS`), conflict tables and CSVs.
+- `m3dt.analysis.grouping`: random and gradient (k-means) task groups, groups JSON, and
+  the `python -m m3dt group` command.
+
+Names are re-exported here and loaded on first use, so `python -m m3dt` does not import
+torch and scikit-learn for commands that do not need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "conflict": (
+        "DEFAULT_METRIC", "GROUP_ORDER", "METRICS", "conflict_table", "cosine_to_mean", "gram",
+        "mean_pairwise_cosine", "negative_pair_fraction", "pairwise_negative_cosine",
+        "parameter_groups", "per_task_gradients", "sign_disagreement", "stack_group",
+        "write_conflict_csv",
+    ),
+    "grouping": (
+        "conflict_features", "gradient_groups", "gradient_matrix", "load_model_and_batches",
+        "random_groups", "read_groups_json", "validate_groups", "write_groups_json",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'm3dt.analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"m3dt.analysis.{_MODULE_OF[name]}"), name)

@@ -1,0 +1,373 @@
+"""Task grouping for stage 2: expert i trains on group i (paper §1, "Task grouping").
+
+- `random_groups`: a balanced random partition (the authors' M3DT-Random).
+- `gradient_groups`: the authors' gradient procedure: per-task backbone gradients g_i
+  (`m3dt.analysis.conflict.per_task_gradients`), coordinates that are zero for every task
+  dropped, features x_i = ḡ ⊙ g_i with ḡ = mean_i g_i, k-means with E clusters and
+  `n_init` restarts (lowest inertia kept), the whole k-means repeated `n_repeats` times
+  with different seeds, keeping the partition whose group sizes have the least variance.
+
+Groups are stored as JSON (`write_groups_json` / `read_groups_json`):
+{"method", "n_groups", "seed", "groups": [[task, ...], ...], "sizes": [...],
+ "group_of": {task: i}, ...meta}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from m3dt.io import atomic_path
+
+if TYPE_CHECKING:  # torch and scikit-learn load on first use, so the CLI starts fast
+    from torch import Tensor, nn
+
+log = logging.getLogger("m3dt.analysis")
+
+METHODS = ("random", "gradient")
+REDUCTIONS = ("none", "pca")
+_RESERVED = ("method", "n_groups", "seed", "groups", "sizes", "group_of")
+
+
+def _check_n_groups(n_groups: int, n_tasks: int) -> None:
+    if not 1 <= n_groups <= n_tasks:
+        raise ValueError(
+            f"number of groups E={n_groups} must be between 1 and the number of tasks T={n_tasks}"
+        )
+
+
+def _check_tasks(tasks: Sequence[str]) -> list[str]:
+    tasks = list(tasks)
+    dup = sorted({t for t in tasks if tasks.count(t) > 1})
+    if dup:
+        raise ValueError(f"tasks listed more than once: {dup}")
+    return tasks
+
+
+def _from_labels(tasks: Sequence[str], labels: Sequence[int], n_groups: int) -> list[list[str]]:
+    """Groups from cluster labels, in a canonical order: tasks keep their input order and
+    groups are ordered by their first task (so equal partitions compare equal)."""
+    groups: list[list[str]] = [[] for _ in range(n_groups)]
+    for task, lab in zip(tasks, labels):
+        groups[int(lab)].append(task)
+    order = {t: i for i, t in enumerate(tasks)}
+    return sorted((g for g in groups if g), key=lambda g: order[g[0]])
+
+
+def random_groups(tasks: Sequence[str], n_groups: int, seed: int) -> list[list[str]]:
+    """A balanced random partition of `tasks` into `n_groups` groups (sizes differ by <= 1).
+
+    As the authors: shuffle, then cut into consecutive chunks, the first T mod E chunks one
+    task larger. Tasks keep their input order inside a group. Deterministic for a seed
+    (NumPy `default_rng(seed)`).
+    """
+    tasks = _check_tasks(tasks)
+    _check_n_groups(n_groups, len(tasks))
+    perm = np.random.default_rng(seed).permutation(len(tasks))
+    base, extra = divmod(len(tasks), n_groups)
+    groups, start = [], 0
+    for i in range(n_groups):
+        size = base + (i < extra)
+        groups.append([tasks[j] for j in sorted(perm[start:start + size])])
+        start += size
+    return groups
+
+
+def gradient_matrix(
+    grads_by_task: Mapping[str, Tensor | np.ndarray | Mapping[str, Tensor]],
+    param_groups: Sequence[str] | None = None,
+) -> tuple[list[str], Tensor]:
+    """(tasks, G): each task's gradient flattened into one row of a (T, D) float32 matrix.
+
+    Values may be 1-D gradients, or {parameter group: 1-D gradient} as returned by
+    `per_task_gradients`; then the groups in `param_groups` (default: all of them, in their
+    order) are concatenated.
+    """
+    import torch
+
+    tasks = list(grads_by_task)
+    if not tasks:
+        raise ValueError("no tasks given")
+    rows = []
+    for t in tasks:
+        g = grads_by_task[t]
+        if isinstance(g, Mapping):
+            names = list(g) if param_groups is None else list(param_groups)
+            missing = [n for n in names if n not in g]
+            if missing:
+                raise KeyError(f"task {t!r} has no parameter group(s) {missing}; has {list(g)}")
+            row = torch.cat([torch.as_tensor(g[n]).flatten().float() for n in names])
+        else:
+            row = torch.as_tensor(g).flatten().float()
+        rows.append(row)
+    sizes = {r.numel() for r in rows}
+    if len(sizes) != 1:
+        raise ValueError(f"task gradients have different lengths: {sorted(sizes)}")
+    return tasks, torch.stack(rows)
+
+
+def conflict_features(grads: Tensor | np.ndarray) -> tuple[Tensor, int]:
+    """The authors' task features: drop the all-zero columns of G, then x_i = ḡ ⊙ g_i.
+
+    Returns (X, n_dropped): X is (T, D') float32 with D' the kept coordinates.
+    """
+    import torch
+
+    g = torch.as_tensor(grads).float()
+    if g.ndim != 2:
+        raise ValueError(f"task gradients must be a (T, D) matrix, got shape {tuple(g.shape)}")
+    if not torch.isfinite(g).all():
+        raise ValueError("task gradients hold NaN or inf")
+    keep = (g != 0).any(dim=0)
+    g = g[:, keep]
+    return g.mean(dim=0, keepdim=True) * g, int((~keep).sum())
+
+
+def _pca_exact(x: np.ndarray) -> np.ndarray:
+    """Coordinates of the T points in their own affine hull (at most T - 1 dims).
+
+    Every pairwise distance is kept, so k-means (distances to means of points) gives the
+    same partitions as on `x` up to rounding, with T x T instead of T x D memory.
+    """
+    centred = x - x.mean(axis=0, keepdims=True)
+    gram = centred @ centred.T
+    vals, vecs = np.linalg.eigh(gram)
+    keep = vals > vals.max() * 1e-12 if vals.max() > 0 else np.zeros_like(vals, dtype=bool)
+    if not keep.any():
+        return np.zeros((x.shape[0], 1))
+    return vecs[:, keep] * np.sqrt(vals[keep])
+
+
+def gradient_groups(
+    grads_by_task: Mapping[str, Tensor | np.ndarray | Mapping[str, Tensor]],
+    n_groups: int,
+    seed: int,
+    n_init: int = 40,
+    n_repeats: int = 40,
+    param_groups: Sequence[str] | None = None,
+    init: str = "random",
+    reduce: str = "none",
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """Group tasks by k-means on their gradient-conflict features (the authors' procedure).
+
+    1. G (T x D) stacks each task's gradient (`gradient_matrix`; `param_groups` picks a
+       subset of parameter groups, default all). Columns zero for every task are dropped.
+    2. x_i = ḡ ⊙ g_i, ḡ = (1/T) Σ_i g_i, divided by max |x_id| (one positive constant:
+       every k-means partition is unchanged, and float32 stays clear of underflow).
+    3. scikit-learn `KMeans(n_clusters=E, n_init=n_init, init=init)`: `n_init` restarts,
+       the lowest inertia kept. `init="random"` (default) starts from E random tasks, as the
+       authors' own k-means did; "k-means++" is the alternative.
+    4. Step 3 runs `n_repeats` times with seeds drawn from `seed`; kept: the partition whose
+       group sizes have the smallest variance (np.var), ties broken by lowest inertia.
+
+    KMeans never returns an empty cluster (it relocates empty centres), and E <= T is
+    checked, so every group is non-empty; fewer than E distinct task features raise a
+    ValueError. Deterministic for a seed.
+
+    Memory: G and X are T x D float32 (160 tasks x 5.3M backbone weights = 3.4 GB each);
+    KMeans copies X once more. `reduce="pca"` runs k-means on the exact full-rank PCA of X
+    (T x (T-1)), which keeps every pairwise distance and so the same partitions up to
+    rounding, in a fraction of the time; off by default.
+
+    Returns (groups, stats); groups in canonical order (tasks in input order, groups by
+    first task); stats: inertia, size_variance, repeat, n_coordinates, n_dropped, n_init,
+    n_repeats, init, reduce.
+    """
+    from sklearn.cluster import KMeans
+
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if n_init < 1 or n_repeats < 1:
+        raise ValueError(f"n_init and n_repeats must be >= 1, got {n_init}, {n_repeats}")
+    tasks, g = gradient_matrix(grads_by_task, param_groups)
+    _check_tasks(tasks)
+    _check_n_groups(n_groups, len(tasks))
+    x_t, n_dropped = conflict_features(g)
+    n_coordinates = int(x_t.shape[1])
+    del g
+    scale = float(x_t.abs().max()) if x_t.numel() else 0.0
+    if scale > 0:
+        x_t.div_(scale)
+    x = x_t.numpy()
+    if reduce == "pca" or n_coordinates == 0:
+        x = _pca_exact(x.astype(np.float64))
+    n_distinct = len({row.tobytes() for row in x})
+    if n_distinct < n_groups:
+        raise ValueError(f"only {n_distinct} distinct task features among T={len(tasks)} tasks: "
+                         f"cannot form E={n_groups} groups by k-means")
+
+    seeds = np.random.SeedSequence(seed).generate_state(n_repeats)
+    best: tuple[float, float, int, np.ndarray] | None = None
+    for r, s in enumerate(seeds):
+        km = KMeans(n_clusters=n_groups, n_init=n_init, init=init, random_state=int(s)).fit(x)
+        sizes = np.bincount(km.labels_, minlength=n_groups)
+        key = (float(np.var(sizes)), float(km.inertia_))
+        if best is None or key < best[:2]:
+            best = (*key, r, km.labels_.copy())
+    assert best is not None
+    size_var, inertia, repeat, labels = best
+    groups = _from_labels(tasks, labels, n_groups)
+    if len(groups) != n_groups:  # KMeans relocates empty clusters; kept as a guard
+        raise RuntimeError(f"k-means returned {len(groups)} non-empty groups, {n_groups} requested")
+    stats = {
+        "inertia": inertia, "size_variance": size_var, "repeat": repeat,
+        "n_coordinates": n_coordinates, "n_dropped": n_dropped,
+        "n_init": n_init, "n_repeats": n_repeats, "init": init, "reduce": reduce,
+    }
+    return groups, stats
+
+
+# ---------------------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------------------
+
+
+def validate_groups(groups: Sequence[Sequence[str]], tasks: Iterable[str] | None = None) -> None:
+    """Raise ValueError unless `groups` are non-empty lists of task names, each task once
+    (and, with `tasks`, exactly the tasks given)."""
+    if not groups:
+        raise ValueError("no groups")
+    seen: dict[str, int] = {}
+    for i, grp in enumerate(groups):
+        if isinstance(grp, str) or not isinstance(grp, Sequence) or not grp:
+            raise ValueError(f"group {i} must be a non-empty list of task names, got {grp!r}")
+        for t in grp:
+            if not isinstance(t, str):
+                raise ValueError(f"group {i} holds a non-string task {t!r}")
+            if t in seen:
+                raise ValueError(f"task {t!r} is in group {seen[t]} and group {i}")
+            seen[t] = i
+    if tasks is not None:
+        tasks = set(tasks)
+        missing, extra = sorted(tasks - set(seen)), sorted(set(seen) - tasks)
+        if missing or extra:
+            raise ValueError(f"groups do not cover the tasks: missing {missing}, unexpected {extra}")
+
+
+def groups_document(groups: Sequence[Sequence[str]], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document of a grouping; `meta` must hold "method" and "seed"."""
+    validate_groups(groups)
+    for key in ("method", "seed"):
+        if key not in meta:
+            raise ValueError(f"groups meta must hold {key!r}")
+    clash = [k for k in meta if k in ("n_groups", "groups", "sizes", "group_of")]
+    if clash:
+        raise ValueError(f"meta keys {clash} are computed from the groups and cannot be given")
+    groups = [list(g) for g in groups]
+    doc: dict[str, Any] = {"method": meta["method"], "n_groups": len(groups), "seed": meta["seed"],
+                           "groups": groups, "sizes": [len(g) for g in groups],
+                           "group_of": {t: i for i, g in enumerate(groups) for t in g}}
+    doc.update({k: v for k, v in meta.items() if k not in ("method", "seed")})
+    return doc
+
+
+def write_groups_json(path: str | os.PathLike, groups: Sequence[Sequence[str]], meta: Mapping[str, Any]) -> Path:
+    """Write groups as JSON, atomically. `meta` holds "method", "seed" and anything else
+    worth keeping (tasks' source, checkpoint, k-means stats); it is stored at top level."""
+    doc = groups_document(groups, meta)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    return Path(path)
+
+
+def read_groups_json(path: str | os.PathLike, tasks: Iterable[str] | None = None) -> dict[str, Any]:
+    """Read and validate a groups JSON: every task exactly once, sizes and group_of
+    consistent with groups (and, with `tasks`, exactly those tasks). Returns the document."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"groups file {path}: cannot be read: {e}") from e
+    try:
+        if not isinstance(doc, dict):
+            raise ValueError("top level must be an object")
+        missing = [k for k in _RESERVED if k not in doc]
+        if missing:
+            raise ValueError(f"missing keys {missing}")
+        groups = doc["groups"]
+        validate_groups(groups, tasks)
+        if doc["n_groups"] != len(groups):
+            raise ValueError(f"n_groups {doc['n_groups']} but {len(groups)} groups")
+        if doc["sizes"] != [len(g) for g in groups]:
+            raise ValueError(f"sizes {doc['sizes']} do not match the groups")
+        expected = {t: i for i, g in enumerate(groups) for t in g}
+        if doc["group_of"] != expected:
+            raise ValueError("group_of does not match the groups")
+        if doc["method"] not in METHODS:
+            raise ValueError(f"method {doc['method']!r} not one of {METHODS}")
+    except ValueError as e:
+        raise ValueError(f"groups file {path}: {e}") from e
+    return doc
+
+
+# ---------------------------------------------------------------------------------------
+# Model and data for the gradient method; `python -m m3dt group`
+# ---------------------------------------------------------------------------------------
+
+
+def load_model_and_batches(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    tasks: Sequence[str],
+    device: str = "cpu",
+) -> tuple[nn.Module, Callable[[str], Iterable[Any]], Callable[[nn.Module, Any], Tensor]]:
+    """Seam between the analysis and the training package: (model, batches, loss_fn).
+
+    `model`: the stage-1 backbone restored from `checkpoint`; `batches(task)`: an endless
+    iterator of that task's training batches (the stage-1 batch size) read from
+    `data_dir`; `loss_fn(model, batch)`: the training loss. These are exactly the three
+    things `per_task_gradients` needs.
+    """
+    raise NotImplementedError(
+        "needs the training package: loading a checkpoint and a task's batches for the gradient "
+        "method is not wired yet (m3dt.analysis.grouping.load_model_and_batches)"
+    )
+
+
+def add_group_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tasks", nargs="+", metavar="T", help="task names")
+    src.add_argument("--benchmark", type=int, metavar="N", help="the MT-N subset (with --seed)")
+    p.add_argument("--seed", type=int, default=0, help="benchmark seed and grouping seed")
+    p.add_argument("--method", choices=METHODS, default="random", help="grouping method")
+    p.add_argument("--experts", type=int, default=8, metavar="E", help="number of groups (experts)")
+    p.add_argument("--out", required=True, help="output groups JSON")
+    p.add_argument("--checkpoint", help="stage-1 backbone checkpoint (gradient method)")
+    p.add_argument("--data-dir", help="task data directory (gradient method)")
+    p.add_argument("--n-batches", type=int, default=10, help="batches averaged per task gradient")
+    p.add_argument("--n-init", type=int, default=40, help="k-means restarts")
+    p.add_argument("--n-repeats", type=int, default=40, help="k-means repeats (least size variance kept)")
+    p.add_argument("--train-mode", action="store_true", help="measure gradients with dropout on")
+    p.add_argument("--device", default="cpu", help="device for the gradient method")
+
+
+def run_group(args: argparse.Namespace) -> int:
+    from m3dt import tasks as registry
+
+    names = list(registry.resolve(args.tasks) if args.tasks else registry.benchmark(args.benchmark, args.seed))
+    meta: dict[str, Any] = {"method": args.method, "seed": args.seed, "tasks": names,
+                            "benchmark": args.benchmark}
+    if args.method == "random":
+        groups = random_groups(names, args.experts, args.seed)
+    else:
+        if not args.checkpoint or not args.data_dir:
+            raise SystemExit("--method gradient needs --checkpoint and --data-dir")
+        _check_n_groups(args.experts, len(names))
+        from m3dt.analysis.conflict import per_task_gradients
+
+        model, batches, loss_fn = load_model_and_batches(args.checkpoint, args.data_dir, names, args.device)
+        grads = per_task_gradients(model, batches, loss_fn, names, n_batches=args.n_batches,
+                                   train_mode=args.train_mode)
+        groups, stats = gradient_groups(grads, args.experts, args.seed, n_init=args.n_init,
+                                        n_repeats=args.n_repeats)
+        meta.update(checkpoint=str(args.checkpoint), data_dir=str(args.data_dir),
+                    n_batches=args.n_batches, train_mode=args.train_mode, kmeans=stats)
+    write_groups_json(args.out, groups, meta)
+    log.info("wrote %d groups (sizes %s) to %s", len(groups), [len(g) for g in groups], args.out)
+    return 0
