@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,14 @@ class LoopConfig:
         assert self.log_every >= 1 and self.checkpoint_every >= 1
         bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
         assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
+
+
+class StepHook(Protocol):
+    """Extra work around the optimiser step (e.g. HarmoDT's gradient masks and mask updates)."""
+
+    def after_backward(self, step: int, task: str, batch: Any) -> None: ...
+
+    def after_step(self, step: int, task: str, batch: Any) -> None: ...
 
 
 class BatchSource(Protocol):
@@ -179,13 +187,17 @@ def train(
     out_dir: str | Path,
     meta: Mapping[str, Any] | None = None,
     state_fn: Callable[[nn.Module], Mapping[str, Any]] | None = None,
+    hooks: Sequence[StepHook] = (),
 ) -> RunResult:
     """Train `trainable` (a subset of `model`'s parameters) for `cfg.steps` steps.
 
     `out_dir/checkpoints/last.pt` is resumed from when it exists. `meta` (model config,
     stage, tasks, normalisation statistics, ...) is stored in every checkpoint.
     `state_fn(model)` chooses what model state a checkpoint holds (default: the whole
-    `state_dict`; stage 2 saves only its expert's weights).
+    `state_dict`; stage 2 saves only its expert's weights). Each hook's
+    `after_backward(step, task, batch)` runs between backward and the optimiser step (it
+    may edit gradients) and `after_step(step, task, batch)` after it (HarmoDT's mask
+    updates); state a hook keeps must live in the model's buffers to be checkpointed.
     """
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
@@ -236,9 +248,13 @@ def train(
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} on task {task!r}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        for h in hooks:
+            h.after_backward(step, task, batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
         opt.step()
         sched.step()
+        for h in hooks:
+            h.after_step(step, task, batch)
         done_since += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             elapsed = time.perf_counter() - t0
