@@ -6,10 +6,15 @@ import argparse
 import sys
 from typing import Callable
 
-from m3dt.analysis.grouping import add_group_args, run_group
-from m3dt.data.cli import add_data_args, run_data
+import importlib
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
+
+
+def _lazy(module: str, add: str = "add_args", run: str = "run") -> tuple[Callable, Callable]:
+    """(add_arguments, run) that import `module` only when called."""
+    return (lambda p: getattr(importlib.import_module(module), add)(p),
+            lambda a: getattr(importlib.import_module(module), run)(a))
 
 
 def _tasks_args(p: argparse.ArgumentParser) -> None:
@@ -39,7 +44,13 @@ def _tasks_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "data": ("offline data: train experts, collect, import, tables (see `data -h`)", add_data_args, run_data),
     "tasks": ("print the MT160 task registry", _tasks_args, _tasks_run),
-    "group": ("partition tasks into expert groups (random | gradient)", add_group_args, run_group),
+    "data": ("offline data: train experts, collect, import, tables (see `data -h`)",
+             *_lazy("m3dt.data.cli", "add_data_args", "run_data")),
+    "train": ("train a stage or a baseline (backbone | expert | router | baseline | assemble)", *_lazy("m3dt.train.cli")),
+    "evaluate": ("roll out a checkpoint on tasks, write per-task normalised scores", *_lazy("m3dt.evaluate.cli")),
+    "conflict": ("gradient conflict per parameter group of a checkpoint", *_lazy("m3dt.analysis.conflict_cli")),
+    "group": ("partition tasks into expert groups (random | gradient)",
+              *_lazy("m3dt.analysis.grouping", "add_group_args", "run_group")),
+    "plot": ("figures and tables from collected results (see `plot -h`)", *_lazy("m3dt.plots.cli")),
 }

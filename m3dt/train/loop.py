@@ -188,6 +188,7 @@ def train(
     meta: Mapping[str, Any] | None = None,
     state_fn: Callable[[nn.Module], Mapping[str, Any]] | None = None,
     hooks: Sequence[StepHook] = (),
+    clip_fn: Callable[[], torch.Tensor] | None = None,
 ) -> RunResult:
     """Train `trainable` (a subset of `model`'s parameters) for `cfg.steps` steps.
 
@@ -198,6 +199,8 @@ def train(
     `after_backward(step, task, batch)` runs between backward and the optimiser step (it
     may edit gradients) and `after_step(step, task, batch)` after it (HarmoDT's mask
     updates); state a hook keeps must live in the model's buffers to be checkpointed.
+    `clip_fn()` replaces the global grad-norm clip (stage 2 with all experts in one
+    process clips each expert on its own) and returns the norm to log.
     """
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
@@ -250,7 +253,10 @@ def train(
         loss.backward()
         for h in hooks:
             h.after_backward(step, task, batch)
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
+        if clip_fn is None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
+        else:
+            grad_norm = clip_fn()
         opt.step()
         sched.step()
         for h in hooks:

@@ -1,0 +1,105 @@
+"""Typed configuration of a training run, built from a plain dict (the workflow's `train`
+section, or a YAML/JSON file given to `python -m m3dt train --config`).
+
+    train:
+      model: {width: 256, n_layer: 6, n_head: 8, dropout: 0.1, ...}   # PromptDTConfig
+      moe: {n_experts: 8, router: dense, top_k: 4, ...}                # MoEConfig
+      harmo: {...}                                                      # HarmoConfig (HarmoDT)
+      sampler: {batch_size: 16, mode: round_robin, ...}                 # SamplerConfig
+      optim: {lr: 1e-4, weight_decay: 1e-4, warmup_steps: 10000, grad_clip: 0.25}
+      loop: {steps: 1000, device: auto, bf16: false, log_every: 100, checkpoint_every: 1000}
+      m3dt_block: normed        # FFN residual form of the M3DT block (authors: after LN2)
+      expert_batching: separate # stage 2: one process per expert | grouped: all in one
+
+Unknown keys fail with a message naming the key path (e.g. `train.model.widht`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from m3dt.data.sampler import SamplerConfig
+from m3dt.models import MoEConfig, PromptDTConfig
+from m3dt.train.loop import LoopConfig, OptimConfig
+
+EXPERT_BATCHING = ("separate", "grouped")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def _build(cls: type, d: Mapping[str, Any] | None, where: str, **extra: Any) -> Any:
+    d = dict(d or {})
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(names)}")
+    for f in dataclasses.fields(cls):  # YAML gives lists where dataclasses hold tuples
+        if f.name in d and isinstance(d[f.name], list):
+            d[f.name] = tuple(d[f.name])
+    try:
+        return cls(**d, **extra)
+    except (AssertionError, ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training stage needs besides its inputs (tasks, data, checkpoints)."""
+
+    model: PromptDTConfig = field(default_factory=PromptDTConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    harmo: dict[str, Any] = field(default_factory=dict)  # HarmoConfig fields (m3dt.models.harmodt)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))
+    m3dt_block: str = "normed"  # "normed": out = LN2(h) + FFN + MoE (authors' M3DT); "stream": h + ...
+    expert_batching: str = "separate"
+
+    def __post_init__(self) -> None:
+        if self.m3dt_block not in ("normed", "stream"):
+            raise ConfigError(f"train.m3dt_block must be normed or stream, got {self.m3dt_block!r}")
+        if self.expert_batching not in EXPERT_BATCHING:
+            raise ConfigError(f"train.expert_batching must be one of {EXPERT_BATCHING}, got {self.expert_batching!r}")
+        if self.sampler.K != self.model.context_len or self.sampler.prompt_len != self.model.prompt_len:
+            raise ConfigError(f"train.sampler K/prompt_len ({self.sampler.K}/{self.sampler.prompt_len}) must equal "
+                              f"train.model context_len/prompt_len ({self.model.context_len}/{self.model.prompt_len})")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "train") -> TrainConfig:
+        d = dict(d or {})
+        known = {"model", "moe", "harmo", "sampler", "optim", "loop", "m3dt_block", "expert_batching"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(known)}")
+        model = _build(PromptDTConfig, d.get("model"), f"{where}.model")
+        sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, **dict(d.get("sampler") or {})}
+        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
+        optim = _build(OptimConfig, d.get("optim"), f"{where}.optim")
+        loop_d = {"steps": 1000, **dict(d.get("loop") or {})}
+        loop = _build(LoopConfig, loop_d, f"{where}.loop", optim=optim)
+        harmo = dict(d.get("harmo") or {})
+        return cls(model=model, moe=_build(MoEConfig, d.get("moe"), f"{where}.moe"), harmo=harmo,
+                   sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),
+                   expert_batching=d.get("expert_batching", "separate"))
+
+    def replace(self, **sections: Mapping[str, Any]) -> TrainConfig:
+        """A copy with some fields of some sections changed: `cfg.replace(loop={"steps": 5})`."""
+        out = self
+        for name, changes in sections.items():
+            if name == "optim":
+                out = dataclasses.replace(out, loop=dataclasses.replace(
+                    out.loop, optim=dataclasses.replace(out.loop.optim, **changes)))
+            elif name == "harmo":
+                out = dataclasses.replace(out, harmo={**out.harmo, **changes})
+            else:
+                out = dataclasses.replace(out, **{name: dataclasses.replace(getattr(out, name), **changes)})
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

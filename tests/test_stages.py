@@ -1,0 +1,159 @@
+"""The three stages and the baselines end to end on tiny synthetic data (seconds)."""
+
+import numpy as np
+import pytest
+import torch
+
+from m3dt import tasks
+from m3dt.__main__ import main
+from m3dt.analysis.grouping import random_groups, write_groups_json
+from m3dt.config import ConfigError, TrainConfig
+from m3dt.data.store import write_task_data
+from m3dt.policy import load_policy
+from m3dt.train import load_checkpoint, stages
+
+TASKS = ["reach-v2", "cartpole-balance", "cheetah-vel-0", "ant-dir-0"]
+TINY = {
+    "model": {"width": 32, "n_layer": 1, "n_head": 2, "context_len": 4, "prompt_len": 2},
+    "moe": {"n_experts": 2},
+    "sampler": {"batch_size": 4},
+    "optim": {"warmup_steps": 2},
+    "loop": {"steps": 4, "log_every": 2, "checkpoint_every": 2, "device": "cpu"},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for t in TASKS:
+        spec = tasks.get(t)
+        eps = [{"observations": rng.normal(size=(T, spec.obs_dim)).astype(np.float32),
+                "actions": rng.uniform(-1, 1, (T, spec.action_dim)).astype(np.float32),
+                "rewards": rng.uniform(0, 1, T).astype(np.float32),
+                "terminals": np.arange(T) == T - 1} for T in (12, 9, 15, 10, 8)]
+        write_task_data(d / f"{t}.h5", t, eps)
+    return d
+
+
+def cfg(**sections):
+    d = {k: dict(v) for k, v in TINY.items()}
+    for k, v in sections.items():
+        d[k] = {**d.get(k, {}), **v}
+    return TrainConfig.from_dict(d)
+
+
+def params(model, prefix):
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def pipeline(data_dir, tmp_path_factory):
+    """backbone -> random groups -> 2 experts -> assemble -> router."""
+    root = tmp_path_factory.mktemp("runs")
+    c = cfg()
+    bb = stages.run_backbone(c, TASKS, data_dir, root / "backbone").final_checkpoint
+    groups = root / "groups.json"
+    write_groups_json(groups, random_groups(TASKS, 2, seed=0), {"method": "random", "seed": 0})
+    experts = [stages.run_expert(c, bb, groups, e, data_dir, root / f"expert{e}").final_checkpoint for e in range(2)]
+    init = stages.assemble(bb, experts, root / "m3dt_init.pt", c)
+    final = stages.run_router(c, init, TASKS, data_dir, root / "router").final_checkpoint
+    return {"root": root, "backbone": bb, "groups": groups, "experts": experts, "init": init, "final": final}
+
+
+def test_three_stages_freeze_what_they_should(pipeline):
+    backbone = load_policy(pipeline["backbone"]).model
+    init = load_policy(pipeline["init"]).model
+    final = load_policy(pipeline["final"]).model
+    for k, v in backbone.state_dict().items():  # stage 2 and 3 leave the backbone alone
+        assert torch.equal(init.backbone.state_dict()[k], v), k
+        assert torch.equal(final.backbone.state_dict()[k], v), k
+    for e, path in enumerate(pipeline["experts"]):  # each expert lands in its slot
+        ck = load_checkpoint(path)
+        assert ck["meta"]["expert"] == e and set(ck["meta"]["expert_tasks"]) <= set(TASKS)
+        for k, v in ck["model"].items():
+            assert torch.equal(init.state_dict()[k][e], v[0]), k
+            assert torch.equal(final.state_dict()[k][e], v[0]), k  # frozen in stage 3
+    r_init, r_final = params(init, "moes.0.router"), params(final, "moes.0.router")
+    assert any(not torch.equal(r_init[k], r_final[k]) for k in r_init)  # routers trained
+
+
+def test_policy_acts_on_every_task(pipeline):
+    pol = load_policy(pipeline["final"])
+    assert pol.tasks == TASKS and pol.spec["kind"] == "m3dt" and pol.model.n_experts == 2
+    for t in TASKS:
+        mean, std = pol.stats[t]
+        assert mean.shape == (tasks.get(t).obs_dim,) and (std > 0).all()
+        p = pol.prompt(t)
+        assert p[0].shape == (1, 2, 39)
+        a = pol.model.get_action(torch.zeros(3, 1, 39), torch.zeros(3, 1, 8), torch.ones(3, 1, 1),
+                                 torch.zeros(3, 1, dtype=torch.long), p)
+        assert a.shape == (3, 8) and torch.isfinite(a).all()
+    with pytest.raises(KeyError, match="walker-walk"):
+        pol.prompt("walker-walk")
+
+
+def test_assemble_checks_expert_order(pipeline, tmp_path):
+    with pytest.raises(ValueError, match="expert 0"):
+        stages.assemble(pipeline["backbone"], pipeline["experts"][::-1], tmp_path / "x.pt", cfg())
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_grouped_stage2_trains_only_experts(pipeline, data_dir, tmp_path):
+    run = stages.run_experts_grouped(cfg(), pipeline["backbone"], pipeline["groups"], data_dir, tmp_path / "g")
+    pol = load_policy(run.final_checkpoint)
+    backbone = load_policy(pipeline["backbone"]).model
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(pol.model.backbone.state_dict()[k], v), k
+    assert pol.model.n_experts == 2 and pol.spec["moe"]["n_experts"] == 2
+
+
+def test_router_ablations(pipeline, data_dir, tmp_path):
+    topk = stages.run_router(cfg(moe={"router": "topk", "top_k": 1}), pipeline["init"], TASKS, data_dir,
+                             tmp_path / "topk")
+    assert load_policy(topk.final_checkpoint).spec["moe"]["router"] == "topk"
+    unfrozen = stages.run_router(cfg(), pipeline["init"], TASKS, data_dir, tmp_path / "unfrozen", train_experts=True)
+    a, b = load_policy(pipeline["init"]).model, load_policy(unfrozen.final_checkpoint).model
+    ka = params(a, "moes.0.experts")
+    kb = params(b, "moes.0.experts")
+    assert any(not torch.equal(ka[k], kb[k]) for k in ka)
+
+
+@pytest.mark.parametrize("kind", ["mtdt", "e2e_moe"])
+def test_baselines(kind, data_dir, tmp_path):
+    c = cfg()
+    run = (stages.run_e2e_moe(c, TASKS[:2], data_dir, tmp_path) if kind == "e2e_moe"
+           else stages.run_backbone(c, TASKS[:2], data_dir, tmp_path, kind="mtdt"))
+    pol = load_policy(run.final_checkpoint)
+    assert pol.spec["kind"] == ("m3dt" if kind == "e2e_moe" else "mtdt")
+    assert (pol.prompt(TASKS[0]) is None) == (kind == "mtdt")
+
+
+def test_same_seed_same_backbone(data_dir, tmp_path):
+    a = stages.run_backbone(cfg(), TASKS[:2], data_dir, tmp_path / "a").final_checkpoint
+    b = stages.run_backbone(cfg(), TASKS[:2], data_dir, tmp_path / "b").final_checkpoint
+    sa, sb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_cli_backbone_and_config_errors(data_dir, tmp_path):
+    sets = ["model.width=32", "model.n_layer=1", "model.n_head=2", "model.context_len=4", "model.prompt_len=2",
+            "sampler.batch_size=4", "loop.steps=2", "loop.device=cpu"]
+    assert main(["train", "--stage", "baseline", "--model", "prompt_dt", "--tasks", "reach-v2",
+                 "--data-dir", str(data_dir), "--out", str(tmp_path / "r"), "--set", *sets]) == 0
+    assert (tmp_path / "r" / "checkpoints" / "final.pt").exists()
+    with pytest.raises(SystemExit, match="train.model.widht"):
+        main(["train", "--stage", "backbone", "--tasks", "reach-v2", "--data-dir", str(data_dir),
+              "--out", str(tmp_path / "x"), "--set", "model.widht=3"])
+    with pytest.raises(ConfigError, match="context_len"):
+        TrainConfig.from_dict({"model": {"context_len": 4}, "sampler": {"K": 5}})
+    with pytest.raises(FileNotFoundError, match="walker-walk"):
+        stages.run_backbone(cfg(), ["walker-walk"], data_dir, tmp_path / "y")
