@@ -157,3 +157,27 @@ def test_cli_backbone_and_config_errors(data_dir, tmp_path):
         TrainConfig.from_dict({"model": {"context_len": 4}, "sampler": {"K": 5}})
     with pytest.raises(FileNotFoundError, match="walker-walk"):
         stages.run_backbone(cfg(), ["walker-walk"], data_dir, tmp_path / "y")
+
+
+def test_conflict_and_gradient_grouping_on_checkpoints(pipeline, data_dir, tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "c.csv"
+    assert main(["conflict", "--checkpoint", str(pipeline["final"]), "--tasks", *TASKS, "--data-dir", str(data_dir),
+                 "--n-batches", "2", "--out", str(out), "--meta", "step=4", "model=m3dt"]) == 0
+    df = pd.read_csv(out)
+    assert {"embeddings", "attention", "mlp", "experts", "routers", "all"} <= set(df["group"])
+    assert (df["step"] == 4).all() and df["cosine_to_mean"].between(0, 2).all()
+    g = tmp_path / "g.json"
+    assert main(["group", "--tasks", *TASKS, "--method", "gradient", "--experts", "2", "--checkpoint",
+                 str(pipeline["backbone"]), "--data-dir", str(data_dir), "--n-batches", "2", "--n-init", "2",
+                 "--n-repeats", "2", "--out", str(g)]) == 0
+    doc = json.loads(g.read_text())
+    assert sorted(t for grp in doc["groups"] for t in grp) == sorted(TASKS)
+
+
+def test_no_grouping_expert_sees_all_tasks(pipeline, data_dir, tmp_path):
+    run = stages.run_expert(cfg(), pipeline["backbone"], None, 1, data_dir, tmp_path, all_tasks=TASKS)
+    assert load_checkpoint(run.final_checkpoint)["meta"]["expert_tasks"] == TASKS

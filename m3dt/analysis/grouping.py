@@ -316,18 +316,41 @@ def load_model_and_batches(
     data_dir: str | os.PathLike,
     tasks: Sequence[str],
     device: str = "cpu",
+    batch_size: int | None = None,
+    seed: int = 0,
 ) -> tuple[nn.Module, Callable[[str], Iterable[Any]], Callable[[nn.Module, Any], Tensor]]:
     """Seam between the analysis and the training package: (model, batches, loss_fn).
 
-    `model`: the stage-1 backbone restored from `checkpoint`; `batches(task)`: an endless
-    iterator of that task's training batches (the stage-1 batch size) read from
-    `data_dir`; `loss_fn(model, batch)`: the training loss. These are exactly the three
-    things `per_task_gradients` needs.
+    `model`: the policy restored from `checkpoint` (`m3dt.policy.load_policy`; any model
+    kind); `batches(task)`: an endless iterator of that task's batches, sampled with the
+    checkpoint's training sampler settings (`batch_size` overrides) from `data_dir`;
+    `loss_fn(model, batch)`: the training loss. These are exactly the three things
+    `per_task_gradients` needs.
     """
-    raise NotImplementedError(
-        "needs the training package: loading a checkpoint and a task's batches for the gradient "
-        "method is not wired yet (m3dt.analysis.grouping.load_model_and_batches)"
-    )
+    import dataclasses
+
+    from m3dt.config import TrainConfig
+    from m3dt.policy import load_policy
+    from m3dt.train import stages
+    from m3dt.train.loop import load_checkpoint
+
+    policy = load_policy(checkpoint, device)
+    tc = load_checkpoint(checkpoint).get("meta", {}).get("train_config")
+    cfg = TrainConfig.from_dict(_train_dict(tc)) if tc else TrainConfig()
+    sampler_cfg = dataclasses.replace(cfg.sampler, seed=seed, mode="round_robin",
+                                      batch_size=batch_size or cfg.sampler.batch_size)
+    cfg = dataclasses.replace(cfg, sampler=sampler_cfg)
+    sampler = stages.load_sampler(data_dir, tasks, cfg)
+    return policy.model, stages.batches_of(sampler), stages.action_loss
+
+
+def _train_dict(tc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored `TrainConfig.as_dict()` back into `TrainConfig.from_dict` form."""
+    d = {k: v for k, v in tc.items() if k != "loop"}
+    loop = dict(tc["loop"])
+    d["optim"] = loop.pop("optim")
+    d["loop"] = loop
+    return d
 
 
 def add_group_args(p: argparse.ArgumentParser) -> None:
