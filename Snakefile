@@ -8,9 +8,37 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/backbone.smk"
+include: "workflow/rules/conflict.smk"
+include: "workflow/rules/grouping.smk"
+include: "workflow/rules/experts.smk"
+include: "workflow/rules/router.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
         registry_outputs(),
+        data_outputs(),
+        figure_outputs(),
+
+
+rule data:
+    input:
+        data_outputs(),
+
+
+for _f in FIGURES + TABLES:
+
+    rule:
+        name:
+            _f
+        input:
+            expand(
+                f"{RESULTS}/{{kind}}/{_f}.{{ext}}",
+                kind="figures" if _f in FIGURES else "tables",
+                ext=["pdf", "png"] if _f in FIGURES else ["md"],
+            ),

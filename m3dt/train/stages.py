@@ -345,3 +345,25 @@ def run_harmodt(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, ou
     spec = model_spec("harmodt", cfg.model, harmo=hcfg) | {"tasks": sampler.tasks}
     return train(model, trainable, sampler, loss_fn, cfg.loop, out_dir,
                  meta=_meta(spec, sampler, cfg, "harmodt"), hooks=hooks)
+
+
+STAGES = ("backbone", "mtdt", "prompt_dt", "harmodt", "expert", "experts_grouped", "router", "e2e_moe")
+
+
+def run(stage: str, cfg: TrainConfig, out_dir: str | Path, *, tasks: Sequence[str] | None = None,
+        data_dir: str | Path | None = None, backbone: str | Path | None = None, groups: str | Path | None = None,
+        expert: int | None = None, assembled: str | Path | None = None, train_experts: bool = False) -> RunResult:
+    """Dispatch one training run by name (the workflow's train rules and the CLI use this)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}, one of {STAGES}")
+    if stage in ("backbone", "prompt_dt", "mtdt"):
+        return run_backbone(cfg, tasks, data_dir, out_dir, kind="mtdt" if stage == "mtdt" else "prompt_dt")
+    if stage == "harmodt":
+        return run_harmodt(cfg, tasks, data_dir, out_dir)
+    if stage == "expert":
+        return run_expert(cfg, backbone, groups, int(expert), data_dir, out_dir, all_tasks=tasks)
+    if stage == "experts_grouped":
+        return run_experts_grouped(cfg, backbone, groups, data_dir, out_dir)
+    if stage == "router":
+        return run_router(cfg, assembled, tasks, data_dir, out_dir, train_experts)
+    return run_e2e_moe(cfg, tasks, data_dir, out_dir)

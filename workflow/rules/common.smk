@@ -20,12 +20,56 @@ from m3dt import tasks as m3dt_tasks  # noqa: E402
 RESULTS = config["results"]
 SEEDS = [int(s) for s in config["seeds"]]
 TASK_COUNTS = [int(n) for n in config["task_counts"]]
+DATA = config["data"]
+STEPS = config["steps"]
+EXP = config["experiments"]
+CONFLICT = config["conflict"]
+EVAL = config["evaluation"]
+THREADS = config["threads"]
+RES = config["resources"]
+TRAIN = config["train"]
+WIDTH = int(TRAIN.get("model", {}).get("width", 256))  # the backbone width of M3DT
+E_MAIN = int(EXP["n_experts"])
+E_COUNTS = [int(e) for e in EXP["expert_counts"]]
+E_TASK_COUNTS = [int(n) for n in EXP["expert_task_counts"]]
+N_MAX = max(E_TASK_COUNTS)  # task count of Figs. 7, 9, 12 and Table 2
+B_STEPS = sorted({int(b) for b in EXP["backbone_checkpoints"]} | {int(STEPS["dense"])})
+B_MAIN = int(STEPS["dense"])
+GROUPINGS = list(EXP["groupings"])
+G_FIG = GROUPINGS[-1]
+
+
+def _check_config():
+    """Config errors the schema cannot express, each naming its key."""
+    bad = [b for b in B_STEPS if b > B_MAIN]
+    if bad:
+        raise ValueError(
+            f"experiments.backbone_checkpoints {bad} exceed steps.dense = {B_MAIN}"
+        )
+    if DATA["source"] == "import" and not DATA.get("import_dir"):
+        raise ValueError("data.source is 'import' but data.import_dir is not set")
+    from m3dt.config import TrainConfig
+
+    TrainConfig.from_dict(TRAIN)  # raises ConfigError naming train.<section>.<key>
+
+
+_check_config()
 
 
 wildcard_constraints:
     n=r"\d+",
     seed=r"\d+",
     task=r"[a-z0-9\-]+",
+    width=r"\d+",
+    E=r"\d+",
+    i=r"\d+",
+    bstep=r"\d+",
+    grouping=r"random|gradient|none",
+    router=r"dense|topk|dense-unfrozen",
+    dense=r"prompt_dt|mtdt|harmodt",
+    expert=r"[a-z0-9\-]+",
+    ckpt=r"final|step_\d+",
+    run=r"[A-Za-z0-9_\-/]+",
 
 
 def benchmark_tasks(n, seed):
@@ -35,7 +79,8 @@ def benchmark_tasks(n, seed):
 
 def preset_tasks():
     """Every task some benchmark of this preset needs, in MT160 order."""
-    needed = {t for n in TASK_COUNTS for s in SEEDS for t in benchmark_tasks(n, s)}
+    counts = set(TASK_COUNTS) | {int(n) for n in config["experiments"]["expert_task_counts"]}
+    needed = {t for n in counts for s in SEEDS for t in benchmark_tasks(n, s)}
     return [t for t in m3dt_tasks.MT160 if t in needed]
 
 
@@ -43,3 +88,63 @@ def registry_outputs():
     return [f"{RESULTS}/tasks/registry.csv"] + expand(
         f"{RESULTS}/tasks/mt{{n}}_seed{{seed}}.csv", n=TASK_COUNTS, seed=SEEDS
     )
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def run_dir(n, seed, name):
+    return f"{RESULTS}/runs/mt{n}/s{seed}/{name}"
+
+
+def dense_name(kind, width):
+    return f"{kind}_w{width}"
+
+
+def m3dt_base(E, grouping, bstep=None):
+    return f"m3dt_E{E}_{grouping}_b{B_MAIN if bstep is None else bstep}"
+
+
+def m3dt_name(E, grouping, router="dense", bstep=None):
+    return f"{m3dt_base(E, grouping, bstep)}/router_{router}"
+
+
+def summary(n, seed, name):
+    return f"{run_dir(n, seed, name)}/eval/summary.csv"
+
+
+def conflict_csv(n, seed, name, ckpt="final"):
+    return f"{run_dir(n, seed, name)}/conflict/{ckpt}.csv"
+
+
+def top_k(E):
+    """The top-k ablation's k for E experts (experiments.top_k, at most E - 1, at least 1)."""
+    return max(1, min(int(EXP["top_k"]), int(E) - 1))
+
+
+def single_tasks():
+    """Tasks of the single-task study (single_task.tasks; default: the preset's tasks)."""
+    chosen = list(config["single_task"]["tasks"])
+    if not chosen:
+        return preset_tasks()
+    if "all" in chosen:
+        return list(m3dt_tasks.MT160)
+    return [m3dt_tasks.get(t).name for t in chosen]
+
+
+def all_data_tasks():
+    """Every task whose data some rule of this preset needs."""
+    need = set(preset_tasks()) | set(single_tasks())
+    need |= {t for n in E_TASK_COUNTS for s in SEEDS for t in benchmark_tasks(n, s)}
+    return [t for t in m3dt_tasks.MT160 if t in need]
+
+
+def train_params(steps, **sections):
+    """The `train` config section with the rule's own steps and overrides."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in TRAIN.items()}
+    loop = dict(d.get("loop", {}))
+    loop["steps"] = int(steps)
+    d["loop"] = loop
+    for name, changes in sections.items():
+        d[name] = {**d.get(name, {}), **changes}
+    return d

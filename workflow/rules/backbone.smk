@@ -1,0 +1,62 @@
+# Stage 1 (the Prompt-DT backbone) and the dense baselines: Prompt-DT at every width,
+# MTDT, HarmoDT; and the single-task Prompt-DTs of the fidelity study.
+
+
+def train_resources(**extra):
+    return dict(mem_mb=RES["train_mem_mb"], runtime=RES["train_runtime"], gpu=RES["gpu"], **extra)
+
+
+rule train_dense:
+    input:
+        data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
+    output:
+        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}/checkpoints/final.pt",
+        steps=expand(
+            f"{RESULTS}/runs/mt{{{{n}}}}/s{{{{seed}}}}/{{{{dense}}}}_w{{{{width}}}}/checkpoints/step_{{b}}.pt",
+            b=B_STEPS,
+        ),
+        metrics=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}/metrics.csv",
+    log:
+        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.tsv"
+    threads: THREADS["train"]
+    resources:
+        **train_resources(),
+    conda:
+        "../../envs/m3dt.yaml"
+    params:
+        stage=lambda wc: wc.dense,
+        tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
+        data_dir=f"{RESULTS}/data",
+        train=lambda wc: train_params(
+            STEPS["dense"],
+            model={"width": int(wc.width)},
+            loop={"seed": int(wc.seed), "steps": STEPS["dense"], "keep_steps": B_STEPS},
+        ),
+    script:
+        "../scripts/train.py"
+
+
+rule train_single_task:
+    input:
+        data=lambda wc: data_files([wc.task]),
+    output:
+        final=f"{RESULTS}/runs/single/{{task}}/prompt_dt_w{{width}}/checkpoints/final.pt",
+        metrics=f"{RESULTS}/runs/single/{{task}}/prompt_dt_w{{width}}/metrics.csv",
+    log:
+        f"{RESULTS}/logs/runs/single/{{task}}_w{{width}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/single/{{task}}_w{{width}}.tsv"
+    threads: THREADS["train"]
+    resources:
+        **train_resources(),
+    conda:
+        "../../envs/m3dt.yaml"
+    params:
+        stage="prompt_dt",
+        tasks=lambda wc: [wc.task],
+        data_dir=f"{RESULTS}/data",
+        train=lambda wc: train_params(STEPS["single_task"], model={"width": int(wc.width)}),
+    script:
+        "../scripts/train.py"

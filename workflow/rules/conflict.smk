@@ -1,0 +1,43 @@
+# Gradient conflict per parameter group of a checkpoint (Figs. 2, 7, 12).
+
+
+rule conflict:
+    input:
+        checkpoint=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/checkpoints/{{ckpt}}.pt",
+        data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
+    output:
+        f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/conflict/{{ckpt}}.csv",
+    log:
+        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.tsv"
+    threads: THREADS["train"]
+    resources:
+        mem_mb=RES["train_mem_mb"],
+        runtime=60,
+    conda:
+        "../../envs/m3dt.yaml"
+    params:
+        argv=lambda wc, input, output: [
+            "conflict",
+            "--checkpoint",
+            input.checkpoint,
+            "--benchmark",
+            wc.n,
+            "--seed",
+            wc.seed,
+            "--data-dir",
+            f"{RESULTS}/data",
+            "--n-batches",
+            CONFLICT["n_batches"],
+            "--out",
+            output[0],
+            "--meta",
+            f"n_tasks={wc.n}",
+            f"seed={wc.seed}",
+            f"run={wc.run}",
+            f"checkpoint={wc.ckpt}",
+        ]
+        + (["--train-mode"] if CONFLICT["train_mode"] else []),
+    script:
+        "../scripts/m3dt_cli.py"

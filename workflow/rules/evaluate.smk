@@ -1,0 +1,39 @@
+# Rollouts of any policy checkpoint on the tasks it was trained on -> per-task scores.
+
+
+rule evaluate:
+    input:
+        f"{RESULTS}/runs/{{run}}/checkpoints/final.pt",
+    output:
+        scores=f"{RESULTS}/runs/{{run}}/eval/scores.csv",
+        summary=f"{RESULTS}/runs/{{run}}/eval/summary.csv",
+    log:
+        f"{RESULTS}/logs/runs/{{run}}/evaluate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/{{run}}/evaluate.tsv"
+    threads: THREADS["evaluate"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    conda:
+        "../../envs/m3dt.yaml"
+    params:
+        argv=lambda wc, input, output: [
+            "evaluate",
+            "--checkpoint",
+            input[0],
+            "--out",
+            output.scores,
+            "--summary",
+            output.summary,
+            "--eval-seed",
+            EVAL["seed"],
+            "--device",
+            EVAL["device"],
+            "--workers",
+            THREADS["evaluate"],
+        ]
+        + (["--episodes", EVAL["episodes"]] if EVAL["episodes"] else [])
+        + (["--max-steps", EVAL["max_steps"]] if EVAL["max_steps"] else []),
+    script:
+        "../scripts/m3dt_cli.py"

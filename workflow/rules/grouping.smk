@@ -1,0 +1,58 @@
+# Task grouping for stage 2: balanced random, or k-means on backbone gradients.
+
+
+rule group_tasks:
+    input:
+        backbone=lambda wc: (
+            f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"
+            if wc.grouping == "gradient"
+            else []
+        ),
+        data=lambda wc: (
+            data_files(benchmark_tasks(wc.n, wc.seed)) if wc.grouping == "gradient" else []
+        ),
+    output:
+        f"{RESULTS}/runs/mt{{n}}/s{{seed}}/groups/{{grouping}}_E{{E}}_b{{bstep}}.json",
+    log:
+        f"{RESULTS}/logs/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.tsv"
+    threads: THREADS["train"]
+    resources:
+        mem_mb=RES["train_mem_mb"],
+        runtime=60,
+    conda:
+        "../../envs/m3dt.yaml"
+    params:
+        argv=lambda wc, input, output: [
+            "group",
+            "--benchmark",
+            wc.n,
+            "--seed",
+            wc.seed,
+            "--method",
+            wc.grouping,
+            "--experts",
+            wc.E,
+            "--out",
+            output[0],
+        ]
+        + (
+            [
+                "--checkpoint",
+                input.backbone,
+                "--data-dir",
+                f"{RESULTS}/data",
+                "--n-batches",
+                CONFLICT["n_batches"],
+                "--n-init",
+                CONFLICT["kmeans_restarts"],
+                "--n-repeats",
+                CONFLICT["kmeans_repeats"],
+            ]
+            + (["--train-mode"] if CONFLICT["train_mode"] else [])
+            if wc.grouping == "gradient"
+            else []
+        ),
+    script:
+        "../scripts/m3dt_cli.py"

@@ -1,0 +1,13 @@
+"""`experts.csv` and the expert-quality figure: `m3dt.data.experts`."""
+
+from m3dt.data.experts import ExpertConfig, expert_table_rows, plot_expert_quality, write_expert_table
+from m3dt.io import log_to
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with log_to(sm.log[0]) as log:
+    thr = sm.params.threshold
+    cfg = ExpertConfig(near_optimal_threshold=thr) if thr is not None else None
+    rows = expert_table_rows(sm.params.tasks, sm.params.expert_root, cfg)
+    write_expert_table(rows, sm.output.csv)
+    plot_expert_quality(sm.output.csv, [sm.output.png, sm.output.pdf], threshold=thr)
+    log.info("%d experts, %d flagged", len(rows), sum(r["flagged"] for r in rows))
