@@ -15,6 +15,7 @@ include: "workflow/rules/grouping.smk"
 include: "workflow/rules/experts.smk"
 include: "workflow/rules/router.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figure_inputs.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -2,10 +2,6 @@
 # MTDT, HarmoDT; and the single-task Prompt-DTs of the fidelity study.
 
 
-def train_resources(**extra):
-    return dict(mem_mb=RES["train_mem_mb"], runtime=RES["train_runtime"], gpu=RES["gpu"], **extra)
-
-
 rule train_dense:
     input:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
@@ -20,11 +16,11 @@ rule train_dense:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         **train_resources(),
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         stage=lambda wc: wc.dense,
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
@@ -32,7 +28,11 @@ rule train_dense:
         train=lambda wc: train_params(
             STEPS["dense"],
             model={"width": int(wc.width)},
-            loop={"seed": int(wc.seed), "steps": STEPS["dense"], "keep_steps": B_STEPS},
+            loop={
+                "seed": int(wc.seed),
+                "steps": STEPS["dense"],
+                "keep_steps": B_STEPS,
+            },
         ),
     script:
         "../scripts/train.py"
@@ -48,15 +48,17 @@ rule train_single_task:
         f"{RESULTS}/logs/runs/single/{{task}}_w{{width}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/single/{{task}}_w{{width}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         **train_resources(),
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         stage="prompt_dt",
         tasks=lambda wc: [wc.task],
         data_dir=f"{RESULTS}/data",
-        train=lambda wc: train_params(STEPS["single_task"], model={"width": int(wc.width)}),
+        train=lambda wc: train_params(
+            STEPS["single_task"], model={"width": int(wc.width)}
+        ),
     script:
         "../scripts/train.py"

@@ -79,7 +79,9 @@ def benchmark_tasks(n, seed):
 
 def preset_tasks():
     """Every task some benchmark of this preset needs, in MT160 order."""
-    counts = set(TASK_COUNTS) | {int(n) for n in config["experiments"]["expert_task_counts"]}
+    counts = set(TASK_COUNTS) | {
+        int(n) for n in config["experiments"]["expert_task_counts"]
+    }
     needed = {t for n in counts for s in SEEDS for t in benchmark_tasks(n, s)}
     return [t for t in m3dt_tasks.MT160 if t in needed]
 
@@ -148,3 +150,39 @@ def train_params(steps, **sections):
     for name, changes in sections.items():
         d[name] = {**d.get(name, {}), **changes}
     return d
+
+
+def expert_of(task):
+    from m3dt.data.experts import expert_name
+
+    return expert_name(task)
+
+
+def needed_experts():
+    from m3dt.data.experts import expert_names
+
+    return expert_names(all_data_tasks())
+
+
+def data_files(tasks):
+    return [f"{RESULTS}/data/{t}.h5" for t in tasks]
+
+
+def data_outputs():
+    out = data_files(all_data_tasks())
+    if DATA["source"] == "collect":
+        out.append(f"{RESULTS}/data/experts.csv")
+    return out
+
+
+def train_resources(**extra):
+    return dict(
+        mem_mb=RES["train_mem_mb"],
+        runtime=RES["train_runtime"],
+        gpu=RES["gpu"],
+        **extra,
+    )
+
+
+def backbone_ckpt(wc):
+    return f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"

@@ -11,12 +11,12 @@ rule conflict:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         mem_mb=RES["train_mem_mb"],
         runtime=60,
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         argv=lambda wc, input, output: [
             "conflict",

@@ -1,18 +1,6 @@
 # Offline data: experts -> collection (or import of the authors' files) -> quality table.
 
 
-def expert_of(task):
-    from m3dt.data.experts import expert_name
-
-    return expert_name(task)
-
-
-def needed_experts():
-    from m3dt.data.experts import expert_names
-
-    return expert_names(all_data_tasks())
-
-
 if DATA["source"] == "collect":
 
     rule train_expert:
@@ -22,12 +10,12 @@ if DATA["source"] == "collect":
             f"{RESULTS}/logs/experts/{{expert}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/experts/{{expert}}.tsv"
+        conda:
+            "../../envs/m3dt.yaml"
         threads: 1
         resources:
             mem_mb=6000,
             runtime=RES["train_runtime"],
-        conda:
-            "../../envs/m3dt.yaml"
         params:
             config=DATA["experts"],
         script:
@@ -42,12 +30,12 @@ if DATA["source"] == "collect":
             f"{RESULTS}/logs/data/{{task}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/data/{{task}}.tsv"
+        conda:
+            "../../envs/m3dt.yaml"
         threads: 1
         resources:
             mem_mb=4000,
             runtime=RES["train_runtime"],
-        conda:
-            "../../envs/m3dt.yaml"
         params:
             config=DATA["collect"],
             expert_root=f"{RESULTS}/experts",
@@ -56,7 +44,9 @@ if DATA["source"] == "collect":
 
     rule experts_table:
         input:
-            lambda wc: expand(f"{RESULTS}/experts/{{e}}/expert.json", e=needed_experts()),
+            lambda wc: expand(
+                f"{RESULTS}/experts/{{e}}/expert.json", e=needed_experts()
+            ),
         output:
             csv=f"{RESULTS}/data/experts.csv",
             png=f"{RESULTS}/data/experts.png",
@@ -84,25 +74,14 @@ else:
             f"{RESULTS}/logs/data/{{task}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/data/{{task}}.tsv"
+        conda:
+            "../../envs/m3dt.yaml"
         threads: 1
         resources:
             mem_mb=8000,
             runtime=60,
-        conda:
-            "../../envs/m3dt.yaml"
         params:
             src=DATA["import_dir"],
             max_episodes=DATA["import_max_episodes"],
         script:
             "../scripts/import_task.py"
-
-
-def data_files(tasks):
-    return [f"{RESULTS}/data/{t}.h5" for t in tasks]
-
-
-def data_outputs():
-    out = data_files(all_data_tasks())
-    if DATA["source"] == "collect":
-        out.append(f"{RESULTS}/data/experts.csv")
-    return out

@@ -11,12 +11,12 @@ rule evaluate:
         f"{RESULTS}/logs/runs/{{run}}/evaluate.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/{{run}}/evaluate.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["evaluate"]
     resources:
         mem_mb=4000,
         runtime=240,
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         argv=lambda wc, input, output: [
             "evaluate",

@@ -1,10 +1,6 @@
 # Stage 2: backbone frozen, expert i trained on group i; one job per expert.
 
 
-def backbone_ckpt(wc):
-    return f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"
-
-
 rule train_expert_stage2:
     input:
         backbone=backbone_ckpt,
@@ -20,11 +16,11 @@ rule train_expert_stage2:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/expert{{i}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/expert{{i}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         **train_resources(),
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         stage="expert",
         expert=lambda wc: int(wc.i),
@@ -46,11 +42,11 @@ rule assemble:
         f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/assembled.pt",
     log:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/assemble.log",
+    conda:
+        "../../envs/m3dt.yaml"
     resources:
         mem_mb=RES["train_mem_mb"],
         runtime=30,
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         train=lambda wc: train_params(1, loop={"seed": int(wc.seed)}),
     script:

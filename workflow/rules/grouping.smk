@@ -9,7 +9,9 @@ rule group_tasks:
             else []
         ),
         data=lambda wc: (
-            data_files(benchmark_tasks(wc.n, wc.seed)) if wc.grouping == "gradient" else []
+            data_files(benchmark_tasks(wc.n, wc.seed))
+            if wc.grouping == "gradient"
+            else []
         ),
     output:
         f"{RESULTS}/runs/mt{{n}}/s{{seed}}/groups/{{grouping}}_E{{E}}_b{{bstep}}.json",
@@ -17,12 +19,12 @@ rule group_tasks:
         f"{RESULTS}/logs/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         mem_mb=RES["train_mem_mb"],
         runtime=60,
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         argv=lambda wc, input, output: [
             "group",

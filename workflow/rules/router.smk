@@ -13,11 +13,11 @@ rule train_router:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         **train_resources(),
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         stage="router",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
@@ -46,11 +46,11 @@ rule train_e2e_moe:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}.tsv"
+    conda:
+        "../../envs/m3dt.yaml"
     threads: THREADS["train"]
     resources:
         **train_resources(),
-    conda:
-        "../../envs/m3dt.yaml"
     params:
         stage="e2e_moe",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),

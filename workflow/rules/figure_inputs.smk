@@ -1,0 +1,124 @@
+# Inputs of the figure and table rules: every evaluation summary and conflict CSV a
+# figure needs, each with the parameters of its run (model, task count, seed, ...).
+
+FIGURES = ["fig2", "fig3", "fig6", "fig7", "fig9", "fig12"]
+TABLES = ["table1", "table2"]
+
+
+def P(model, n, seed, **kw):
+    d = dict(model=model, n_tasks=int(n), seed=int(seed), width=WIDTH, step=B_MAIN)
+    d.update(kw)
+    return d
+
+
+def pdt(n, s, width=None):
+    w = WIDTH if width is None else int(width)
+    return summary(n, s, dense_name("prompt_dt", w)), P("prompt_dt", n, s, width=w)
+
+
+def m3dt(n, s, E, grouping, router="dense", bstep=None, model="m3dt"):
+    return summary(n, s, m3dt_name(E, grouping, router, bstep)), P(
+        model,
+        n,
+        s,
+        n_experts=int(E),
+        grouping=grouping,
+        router="topk" if router == "topk" else "dense",
+        step=B_MAIN if bstep is None else int(bstep),
+    )
+
+
+def figure_scores(fig):
+    """[(summary csv, params)] of a figure or table."""
+    out = []
+    for s in SEEDS:
+        if fig == "fig2":
+            out += [pdt(n, s) for n in TASK_COUNTS]
+        elif fig == "fig3":
+            out += [pdt(n, s, w) for n in TASK_COUNTS for w in EXP["widths"]]
+        elif fig == "fig6":
+            out += [m3dt(n, s, E, G_FIG) for n in E_TASK_COUNTS for E in E_COUNTS]
+            out += [pdt(n, s) for n in E_TASK_COUNTS]
+        elif fig == "fig7":
+            out += [m3dt(N_MAX, s, E_MAIN, G_FIG, bstep=b) for b in B_STEPS]
+        elif fig == "fig9":
+            out += [
+                m3dt(N_MAX, s, E, G_FIG, r) for E in E_COUNTS for r in ("dense", "topk")
+            ]
+        elif fig == "table1":
+            ws = sorted({min(EXP["widths"]), max(EXP["widths"])})
+            for n in TASK_COUNTS:
+                out.append((summary(n, s, dense_name("mtdt", WIDTH)), P("mtdt", n, s)))
+                out += [pdt(n, s, w) for w in ws]
+                out += [
+                    (
+                        summary(n, s, dense_name("harmodt", w)),
+                        P("harmodt", n, s, width=w),
+                    )
+                    for w in EXP["harmodt_widths"]
+                ]
+                out += [m3dt(n, s, E_MAIN, g) for g in GROUPINGS]
+        elif fig == "table2":
+            n = N_MAX
+            out += [m3dt(n, s, E_MAIN, g) for g in GROUPINGS]
+            out.append(m3dt(n, s, E_MAIN, "none", model="m3dt_no_grouping"))
+            out.append(
+                m3dt(
+                    n, s, E_MAIN, G_FIG, "dense-unfrozen", model="m3dt_unfrozen_experts"
+                )
+            )
+            out.append(m3dt(n, s, E_MAIN, G_FIG, "topk", model="m3dt_topk"))
+            out.append(
+                (
+                    summary(n, s, f"e2e_moe_E{E_MAIN}"),
+                    P("e2e_moe", n, s, n_experts=E_MAIN, router="dense"),
+                )
+            )
+            out.append(pdt(n, s))
+    return out
+
+
+def figure_conflicts(fig):
+    """[(conflict csv, params)] of a figure."""
+    out = []
+    for s in SEEDS:
+        if fig == "fig2":
+            name = dense_name("prompt_dt", WIDTH)
+            out += [
+                (conflict_csv(n, s, name), P("prompt_dt", n, s)) for n in TASK_COUNTS
+            ]
+        elif fig == "fig7":
+            name = dense_name("prompt_dt", WIDTH)
+            out += [
+                (
+                    conflict_csv(N_MAX, s, name, f"step_{b}"),
+                    P("prompt_dt", N_MAX, s, step=b),
+                )
+                for b in B_STEPS
+            ]
+        elif fig == "fig12":
+            out.append(
+                (
+                    conflict_csv(N_MAX, s, m3dt_name(E_MAIN, G_FIG)),
+                    P("m3dt", N_MAX, s, n_experts=E_MAIN),
+                )
+            )
+            out.append(
+                (
+                    conflict_csv(N_MAX, s, f"e2e_moe_E{E_MAIN}"),
+                    P("e2e_moe", N_MAX, s, n_experts=E_MAIN),
+                )
+            )
+    return out
+
+
+def single_task_gap_input(fig):
+    return [f"{RESULTS}/tables/single_task.csv"] if fig == "table1" else []
+
+
+def figure_outputs():
+    return (
+        expand(f"{RESULTS}/figures/{{f}}.{{ext}}", f=FIGURES, ext=["pdf", "png", "csv"])
+        + expand(f"{RESULTS}/tables/{{t}}.{{ext}}", t=TABLES, ext=["csv", "md"])
+        + [f"{RESULTS}/tables/single_task.csv", f"{RESULTS}/figures/single_task.png"]
+    )
