@@ -7,14 +7,22 @@ The goal variation is chosen deterministically from `goal_seed` among the 50 tha
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import metaworld
 import numpy as np
 
 
+@functools.lru_cache(maxsize=64)
+def _mt1(env_name: str, goal_seed: int) -> metaworld.MT1:
+    """`metaworld.MT1` is deterministic in (name, seed) and costs ~0.4 s: built once per process."""
+    return metaworld.MT1(env_name, seed=goal_seed)
+
+
 def make_metaworld(env_name: str, goal_seed: int = 0, goal_index: int = 0) -> gym.Env:
     """The raw Meta-World v3 env for `env_name` (e.g. `reach-v3`) with a fixed goal."""
-    benchmark = metaworld.MT1(env_name, seed=goal_seed)
+    benchmark = _mt1(env_name, goal_seed)
     env = benchmark.train_classes[env_name]()
     env.set_task(benchmark.train_tasks[goal_index])
     return env
