@@ -41,8 +41,9 @@ def model_spec(kind: str, dt: Any, moe: Any = None, harmo: Any = None) -> dict[s
     return {"kind": kind, "dt": plain(dt), "moe": plain(moe), "harmo": plain(harmo)}
 
 
-def build_model(spec: Mapping[str, Any]) -> nn.Module:
-    """The (untrained) network a `model_spec` describes."""
+def build_model(spec: Mapping[str, Any], init_masks: bool = True) -> nn.Module:
+    """The (untrained) network a `model_spec` describes (`init_masks=False`: HarmoDT's
+    masks are left empty, for loading them from a checkpoint right after)."""
     from m3dt.models import M3DT, MTDT, MoEConfig, PromptDT, PromptDTConfig
 
     kind = spec.get("kind")
@@ -59,7 +60,7 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
         return M3DT(dt, MoEConfig(**spec["moe"]))
     from m3dt.models.harmodt import HarmoDT  # kind == "harmodt"
 
-    return HarmoDT.from_spec(spec)
+    return HarmoDT.from_spec(spec, init_masks=init_masks)
 
 
 def prompts_from_sampler(sampler: Any, tasks: Sequence[str]) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -127,7 +128,7 @@ def load_policy(checkpoint: str | Path, device: str | torch.device = "cpu") -> P
     if missing:
         raise ValueError(f"checkpoint {checkpoint} lacks meta keys {missing}: not a policy checkpoint "
                          "(stage-2 expert checkpoints hold one expert; evaluate the assembled model)")
-    model = build_model(meta["model_spec"])
+    model = build_model(meta["model_spec"], init_masks=False)
     state = ck["model"]
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -181,3 +181,13 @@ def test_conflict_and_gradient_grouping_on_checkpoints(pipeline, data_dir, tmp_p
 def test_no_grouping_expert_sees_all_tasks(pipeline, data_dir, tmp_path):
     run = stages.run_expert(cfg(), pipeline["backbone"], None, 1, data_dir, tmp_path, all_tasks=TASKS)
     assert load_checkpoint(run.final_checkpoint)["meta"]["expert_tasks"] == TASKS
+
+
+def test_harmodt_baseline_through_stages(data_dir, tmp_path):
+    run = stages.run_harmodt(cfg(harmo={"mask_interval": 2}), TASKS[:2], data_dir, tmp_path)
+    pol = load_policy(run.final_checkpoint)
+    assert pol.spec["kind"] == "harmodt" and pol.tasks == TASKS[:2]
+    pol.select_task(TASKS[1])
+    a = pol.model.get_action(torch.zeros(1, 1, 39), torch.zeros(1, 1, 8), torch.ones(1, 1, 1),
+                             torch.zeros(1, 1, dtype=torch.long), pol.prompt(TASKS[1]))
+    assert a.shape == (1, 8)

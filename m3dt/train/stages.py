@@ -341,7 +341,8 @@ def run_harmodt(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, ou
     set_seed(cfg.loop.seed)
     sampler = load_sampler(data_dir, tasks, cfg)
     hcfg = HarmoConfig(**cfg.harmo)
-    model, trainable, loss_fn, hooks = harmodt_parts(cfg.model, hcfg, sampler.tasks)
+    model, trainable, loss_fn, hooks = harmodt_parts(cfg.model, hcfg, sampler.tasks, total_steps=cfg.loop.steps,
+                                                     sample_batch=sampler.sample_task)
     spec = model_spec("harmodt", cfg.model, harmo=hcfg) | {"tasks": sampler.tasks}
     return train(model, trainable, sampler, loss_fn, cfg.loop, out_dir,
                  meta=_meta(spec, sampler, cfg, "harmodt"), hooks=hooks)
