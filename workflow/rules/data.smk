@@ -49,7 +49,11 @@ if DATA["source"] == "collect":
             ),
         output:
             csv=f"{RESULTS}/data/experts.csv",
-            png=f"{RESULTS}/data/experts.png",
+            png=report(
+                f"{RESULTS}/data/experts.png",
+                caption="../report/experts.rst",
+                category="Data",
+            ),
             pdf=f"{RESULTS}/data/experts.pdf",
         log:
             f"{RESULTS}/logs/data/experts_table.log",

@@ -9,7 +9,12 @@ rule figure:
         single_task=lambda wc: single_task_gap_input(wc.fig),
     output:
         csv=f"{RESULTS}/{{kind}}/{{fig}}.csv",
-        extra=multiext(f"{RESULTS}/{{kind}}/{{fig}}", ".pdf", ".png"),
+        pdf=f"{RESULTS}/{{kind}}/{{fig}}.pdf",
+        png=report(
+            f"{RESULTS}/{{kind}}/{{fig}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/figures/{{kind}}_{{fig}}.log",
     wildcard_constraints:
@@ -32,7 +37,11 @@ rule figure:
 use rule figure as table with:
     output:
         csv=f"{RESULTS}/{{kind}}/{{fig}}.csv",
-        extra=f"{RESULTS}/{{kind}}/{{fig}}.md",
+        md=report(
+            f"{RESULTS}/{{kind}}/{{fig}}.md",
+            caption="../report/figure.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/figures/{{kind}}_{{fig}}.log",
     wildcard_constraints:
@@ -50,7 +59,12 @@ rule single_task_table:
     output:
         csv=f"{RESULTS}/tables/single_task.csv",
         md=f"{RESULTS}/tables/single_task.md",
-        fig=multiext(f"{RESULTS}/figures/single_task", ".pdf", ".png", ".csv"),
+        fig=multiext(f"{RESULTS}/figures/single_task", ".pdf", ".csv"),
+        png=report(
+            f"{RESULTS}/figures/single_task.png",
+            caption="../report/single_task.rst",
+            category="Single-task study",
+        ),
     log:
         f"{RESULTS}/logs/figures/single_task.log",
     conda:
