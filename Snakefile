@@ -32,6 +32,15 @@ rule data:
         data_outputs(),
 
 
+rule fidelity:
+    input:
+        expand(
+            f"{RESULTS}/runs/single/{{t}}/prompt_dt_w{{w}}/eval/scores.csv",
+            t=single_tasks(),
+            w=config["single_task"]["width"],
+        ),
+
+
 for _f in FIGURES + TABLES:
 
     rule:
