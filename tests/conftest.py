@@ -1,3 +1,17 @@
 import os
 
+import pytest
+
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test runs torch on one thread: tiny models are faster so, and CPU results are
+    reproducible bit for bit regardless of the machine's core count."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

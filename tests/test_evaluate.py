@@ -17,7 +17,6 @@ from m3dt.models import PromptDT, PromptDTConfig
 from m3dt.policy import PROMPT_KEYS, Policy, load_policy, model_spec
 from m3dt.train.loop import save_checkpoint
 
-torch.set_num_threads(1)
 
 TINY = PromptDTConfig(width=32, n_layer=1, n_head=2, context_len=4, prompt_len=2)
 TASKS = ["cheetah-vel-0", "cheetah-vel-1", "ant-dir-0", "cartpole-balance", "reach-v2"]

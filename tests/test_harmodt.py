@@ -23,14 +23,6 @@ TASKS = ["cheetah-vel-0", "cheetah-vel-1"]  # same dims (obs 20, act 6)
 DT = PromptDTConfig(width=32, n_layer=1, n_head=2, context_len=4, prompt_len=2, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def opposite_tasks_sampler(tasks=TASKS, batch_size=8, seed=0) -> MultiTaskSampler:
     """Tasks with the same states and opposite actions (a = +-tanh(first obs dims))."""
     rng = np.random.default_rng(0)

@@ -24,16 +24,6 @@ from m3dt.models import (
 TINY = PromptDTConfig(width=32, n_layer=2, n_head=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and a busy core next to the test (another job)
-    can make multi-threaded small ops ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 B, K, KP = 3, 20, 5
 
 

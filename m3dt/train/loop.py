@@ -95,21 +95,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 def build_optimizer(model: nn.Module, trainable: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over `trainable`, without weight decay on biases, LayerNorms and embeddings."""
-    keep = {id(p) for p in trainable}
-    decay, no_decay = [], []
-    for module_name, module in model.named_modules():
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) not in keep:
-                continue
-            if name.endswith("bias") or isinstance(module, (nn.LayerNorm, nn.Embedding)) or p.ndim < 2:
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    assert decay or no_decay, "no trainable parameters"
-    assert len(decay) + len(no_decay) == len(keep), "trainable parameters must belong to the model"
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
+    """AdamW over `trainable`, without weight decay on biases, LayerNorms and embeddings
+    (the grouping rule of `m3dt.models.optim_groups`)."""
+    from m3dt.models.prompt_dt import optim_groups
+
+    trainable = list(trainable)
+    groups = optim_groups(model, cfg.weight_decay, trainable)
+    n = sum(len(g["params"]) for g in groups)
+    assert n, "no trainable parameters"
+    assert n == len({id(p) for p in trainable}), "trainable parameters must belong to the model and require grad"
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
 def warmup_lambda(warmup_steps: int) -> Callable[[int], float]:
