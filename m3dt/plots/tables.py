@@ -275,7 +275,7 @@ _TABLE2_ROWS = (
          lambda d: d[d["model"] == "m3dt_no_grouping"], "No task grouping", experts=True),
     _Row("Experts unfrozen in stage 3", "m3dt_unfrozen_experts",
          lambda d: d[d["model"] == "m3dt_unfrozen_experts"], "Experts unfrozen", experts=True),
-    _Row("Noisy top-k router (k = 4)", "m3dt_topk",
+    _Row("Noisy top-k router (k: experiments.top_k, at most E - 1)", "m3dt_topk",
          lambda d: d[(d["model"] == "m3dt_topk") | ((d["model"] == "m3dt") & (d["router"] == "topk"))],
          "Top-k router", experts=True),
     _Row("End-to-end MoE (no three-stage training)", "e2e_moe", lambda d: d[d["model"] == "e2e_moe"],
