@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from m3dt.models.moe import MoE, MoEConfig
-from m3dt.models.prompt_dt import FfnResidual, PromptDT, PromptDTConfig, Segment, masked_action_loss, optim_groups
+from m3dt.models.prompt_dt import FfnResidual, PromptDT, PromptDTConfig, Segment, masked_action_loss
 
 ROUTINGS = ("router", "single", "grouped", "none")
 
@@ -201,12 +201,4 @@ class M3DT(nn.Module):
             "other": g["other"],
         }
 
-    def configure_optimizer(
-        self,
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        params: list[nn.Parameter] | None = None,
-    ) -> torch.optim.AdamW:
-        """AdamW over `params` (default: all trainable), see `optim_groups`."""
-        return torch.optim.AdamW(optim_groups(self, weight_decay, params), lr=lr, betas=betas)
+    configure_optimizer = PromptDT.configure_optimizer  # AdamW over the trainable parameters, see `optim_groups`
