@@ -7,11 +7,6 @@ rule train_dense:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
         final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}/checkpoints/final.pt",
-        steps=expand(
-            f"{RESULTS}/runs/mt{{{{n}}}}/s{{{{seed}}}}/{{{{dense}}}}_w{{{{width}}}}/checkpoints/step_{{b}}.pt",
-            b=B_STEPS,
-        ),
-        metrics=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}/metrics.csv",
     log:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.log",
     benchmark:
@@ -43,7 +38,6 @@ rule train_single_task:
         data=lambda wc: data_files([wc.task]),
     output:
         final=f"{RESULTS}/runs/single/{{task}}/prompt_dt_w{{width}}/checkpoints/final.pt",
-        metrics=f"{RESULTS}/runs/single/{{task}}/prompt_dt_w{{width}}/metrics.csv",
     log:
         f"{RESULTS}/logs/runs/single/{{task}}_w{{width}}.log",
     benchmark:

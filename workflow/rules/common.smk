@@ -185,4 +185,14 @@ def train_resources(**extra):
 
 
 def backbone_ckpt(wc):
+    """The stage-1 run's final checkpoint: the declared dependency. Its kept step
+    checkpoints are not declared outputs (Snakemake would delete them when an interrupted
+    run is resumed), so rules read `backbone_step(wc)` once `final.pt` exists."""
+    return (
+        f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/final.pt"
+    )
+
+
+def backbone_step(wc):
+    """The stage-1 checkpoint at step `wc.bstep` (written beside final.pt)."""
     return f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"

@@ -3,7 +3,7 @@
 
 rule conflict:
     input:
-        checkpoint=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/checkpoints/{{ckpt}}.pt",
+        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/checkpoints/final.pt",
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
         f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/conflict/{{ckpt}}.csv",
@@ -21,7 +21,7 @@ rule conflict:
         argv=lambda wc, input, output: [
             "conflict",
             "--checkpoint",
-            input.checkpoint,
+            f"{RESULTS}/runs/mt{wc.n}/s{wc.seed}/{wc.run}/checkpoints/{wc.ckpt}.pt",
             "--benchmark",
             wc.n,
             "--seed",

@@ -22,6 +22,7 @@ rule train_expert_stage2:
     resources:
         **train_resources(),
     params:
+        backbone=backbone_step,
         stage="expert",
         expert=lambda wc: int(wc.i),
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
@@ -48,6 +49,7 @@ rule assemble:
         mem_mb=RES["train_mem_mb"],
         runtime=30,
     params:
+        backbone=backbone_step,
         train=lambda wc: train_params(1, loop={"seed": int(wc.seed)}),
     script:
         "../scripts/assemble.py"

@@ -3,11 +3,7 @@
 
 rule group_tasks:
     input:
-        backbone=lambda wc: (
-            f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"
-            if wc.grouping == "gradient"
-            else []
-        ),
+        backbone=lambda wc: backbone_ckpt(wc) if wc.grouping == "gradient" else [],
         data=lambda wc: (
             data_files(benchmark_tasks(wc.n, wc.seed))
             if wc.grouping == "gradient"
@@ -42,7 +38,7 @@ rule group_tasks:
         + (
             [
                 "--checkpoint",
-                input.backbone,
+                backbone_step(wc),
                 "--data-dir",
                 f"{RESULTS}/data",
                 "--n-batches",

@@ -8,7 +8,6 @@ rule train_router:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
         final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}/checkpoints/final.pt",
-        metrics=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}/metrics.csv",
     log:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}.log",
     benchmark:
@@ -41,7 +40,6 @@ rule train_e2e_moe:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
         final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}/checkpoints/final.pt",
-        metrics=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}/metrics.csv",
     log:
         f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}.log",
     benchmark:

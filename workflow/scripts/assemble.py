@@ -6,4 +6,4 @@ from m3dt.train import stages
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with log_to(sm.log[0]):
-    stages.assemble(sm.input.backbone, list(sm.input.experts), sm.output[0], TrainConfig.from_dict(sm.params.train))
+    stages.assemble(sm.params.backbone, list(sm.input.experts), sm.output[0], TrainConfig.from_dict(sm.params.train))
