@@ -34,11 +34,8 @@ rule data:
 
 rule fidelity:
     input:
-        expand(
-            f"{RESULTS}/runs/single/{{t}}/prompt_dt_w{{w}}/eval/scores.csv",
-            t=single_tasks(),
-            w=config["single_task"]["width"],
-        ),
+        f"{RESULTS}/tables/single_task.csv",
+        f"{RESULTS}/figures/single_task.png",
 
 
 for _f in FIGURES + TABLES:

@@ -44,12 +44,12 @@ def mse(model, batch):
     return ((model(x) - y) ** 2).mean()
 
 
-def run(tmp, steps, seed=0, **kw):
-    set_seed(seed)
+def run(tmp, steps, seed=0, process_seed=None, meta=None, **kw):
+    set_seed(seed if process_seed is None else process_seed)
     model = toy_model()
     cfg = LoopConfig(steps=steps, seed=seed, log_every=1, checkpoint_every=kw.pop("checkpoint_every", 5),
                      optim=OptimConfig(lr=1e-2, warmup_steps=3), **kw)
-    result = train(model, model.parameters(), ToySource(seed), mse, cfg, tmp)
+    result = train(model, model.parameters(), ToySource(seed), mse, cfg, tmp, meta=meta)
     return model, result
 
 
@@ -63,7 +63,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         train(model, model.parameters(), ToySource(0, poison_at=8), mse, cfg, tmp_path / "cut")
     assert len(list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))) == 7
     # ... restarted from scratch in a new process state, resumes at step 5
-    resumed, res = run(tmp_path / "cut", steps=12, seed=123)
+    resumed, res = run(tmp_path / "cut", steps=12, process_seed=123)
     assert res.resumed_from == 5
     for a, b in zip(ref.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -107,3 +107,12 @@ def test_bad_config_is_rejected():
         LoopConfig(steps=0)
     with pytest.raises(AssertionError, match="keep_steps"):
         LoopConfig(steps=5, keep_steps=(9,))
+
+
+def test_changed_run_does_not_resume_a_stale_checkpoint(tmp_path, caplog):
+    """last.pt is resumed only by the same run: other settings or data (meta) start at step 0."""
+    run(tmp_path, steps=4, meta={"data": 1})
+    assert run(tmp_path, steps=6, meta={"data": 1})[1].resumed_from == 0  # steps changed
+    assert run(tmp_path, steps=6, meta={"data": 1})[1].resumed_from == 6  # identical rerun resumes
+    assert run(tmp_path, steps=6, meta={"data": 2})[1].resumed_from == 0  # data changed
+    assert "different run" in caplog.text

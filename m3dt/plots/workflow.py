@@ -49,18 +49,22 @@ def make(figure: str, prefix: str, preset: str, scores: pd.DataFrame | None = No
 
 
 def single_task_from_runs(score_csvs: Sequence[str | os.PathLike], tasks: Sequence[str],
-                          experts_csv: str | os.PathLike | None, table_prefix: str, figure_prefix: str,
+                          expert_root: str | os.PathLike | None, table_prefix: str, figure_prefix: str,
                           preset: str) -> pd.DataFrame:
     """The single-task study: per-episode score CSVs of the single-task runs (one run per
-    task) -> `<table_prefix>.{csv,md}` and the figure `<figure_prefix>.{pdf,png,csv}`."""
+    task) -> `<table_prefix>.{csv,md}` and the figure `<figure_prefix>.{pdf,png,csv}`.
+    The expert column comes from the data experts' `expert.json` under `expert_root`
+    (None: imported data, no expert column)."""
     frames = [pd.read_csv(p) for p in score_csvs]
     ours = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "normalized_score"])
     ours = ours.groupby("task", as_index=False)["normalized_score"].mean().rename(
         columns={"normalized_score": "score"})
     experts = None
-    if experts_csv:
-        e = pd.read_csv(experts_csv)
-        experts = e.rename(columns={"score_mean": "score"})[["task", "score"]]
+    if expert_root:
+        from m3dt.data.experts import expert_table_rows
+
+        rows = expert_table_rows(tasks, expert_root)
+        experts = pd.DataFrame(rows).rename(columns={"score_mean": "score"})[["task", "score"]]
     table = single_task_table(ours, None, experts, table_prefix, expected=list(tasks), preset=preset)
     single_task_figure(table, figure_prefix, preset)
     return table

@@ -10,8 +10,10 @@ uninterrupted CPU run exactly.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import math
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -212,8 +214,12 @@ def train(
 
     start = 0
     last = ckpt_dir / "last.pt"
-    if last.exists():
-        ck = load_checkpoint(last, device)
+    key = resume_key(cfg, meta)
+    ck = load_checkpoint(last, device) if last.exists() else None
+    if ck is not None and ck.get("resume_key") != key:
+        log.warning("%s belongs to a different run (config, data or inputs changed): starting from step 0", last)
+        ck = None
+    if ck is not None:
         _load_model_state(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -233,6 +239,7 @@ def train(
             "step": step,
             "loop_config": asdict(cfg),
             "meta": dict(meta or {}),
+            "resume_key": key,
         })
 
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
@@ -273,6 +280,14 @@ def train(
     final = checkpoint(cfg.steps, ckpt_dir / "final.pt")
     checkpoint(cfg.steps, last)
     return RunResult(out, final, out / "metrics.csv", cfg.steps, start)
+
+
+def resume_key(cfg: LoopConfig, meta: Mapping[str, Any] | None) -> str:
+    """Identity of a run: a hash of the loop config and the checkpoint meta (model spec,
+    tasks, data statistics and prompts, input fingerprints). `last.pt` is resumed from only
+    when it has the same key, so a rerun with changed settings or data starts afresh."""
+    blob = pickle.dumps((asdict(cfg), dict(meta or {})), protocol=4)
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

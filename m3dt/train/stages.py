@@ -98,10 +98,24 @@ def batches_of(sampler: MultiTaskSampler):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _meta(spec: Mapping[str, Any], sampler: MultiTaskSampler, cfg: TrainConfig, stage: str, **extra: Any) -> dict:
+def fingerprint(paths: Sequence[str | Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of each input file: part of a run's identity (`loop.resume_key`)."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _data_files(data_dir: str | Path, tasks: Sequence[str]) -> list[Path]:
+    return [data_path(data_dir, t) for t in tasks]
+
+
+def _meta(spec: Mapping[str, Any], sampler: MultiTaskSampler, cfg: TrainConfig, stage: str, data_dir: str | Path,
+          inputs: Sequence[str | Path] = (), **extra: Any) -> dict:
     use_prompt = spec["kind"] != "mtdt"
     return {**policy_meta(spec, sampler, sampler.tasks, use_prompt), "stage": stage, "train_config": cfg.as_dict(),
-            **extra}
+            "inputs": fingerprint([*_data_files(data_dir, sampler.tasks), *inputs]), **extra}
 
 
 def load_backbone(path: str | Path) -> tuple[PromptDT, dict[str, Any]]:
@@ -139,7 +153,7 @@ def run_backbone(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, o
     spec = _spec_of(model)
     log.info("%s: %d tasks, %.2fM parameters", kind, len(sampler.tasks), model.num_params() / 1e6)
     return train(model, model.parameters(), sampler, action_loss, cfg.loop, out_dir,
-                 meta=_meta(spec, sampler, cfg, "backbone" if kind == "prompt_dt" else "mtdt"))
+                 meta=_meta(spec, sampler, cfg, "backbone" if kind == "prompt_dt" else "mtdt", data_dir))
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -174,7 +188,9 @@ def run_expert(cfg: TrainConfig, backbone_ckpt: str | Path, groups_json: str | P
     trainable = model.set_trainable(backbone=False, experts=True, routers=False)
     sampler = load_sampler(data_dir, groups[expert], cfg, seed_offset=1000 * (expert + 1))
     meta = {"stage": "expert", "expert": expert, "expert_tasks": sampler.tasks, "n_groups": len(groups),
-            "backbone": str(backbone_ckpt), "groups": str(groups_json) if groups_json else "none", "train_config": cfg.as_dict()}
+            "backbone": str(backbone_ckpt), "groups": str(groups_json) if groups_json else "none", "train_config": cfg.as_dict(),
+            "inputs": fingerprint([*_data_files(data_dir, sampler.tasks), backbone_ckpt,
+                                   *([groups_json] if groups_json else [])])}
     log.info("expert %d/%d on %d tasks: %s", expert, len(groups), len(sampler.tasks), sampler.tasks[:6])
     return train(model, trainable, sampler, action_loss, cfg.loop, out_dir, meta=meta,
                  state_fn=_expert_weights)
@@ -239,7 +255,8 @@ def run_experts_grouped(cfg: TrainConfig, backbone_ckpt: str | Path, groups_json
 
     meta = {**bmeta, "model_spec": _spec_of(model), "stage": "experts_grouped", "routing": "router",
             "groups": str(groups_json), "expert_tasks": groups, "backbone": str(backbone_ckpt),
-            "train_config": cfg.as_dict()}
+            "train_config": cfg.as_dict(),
+            "inputs": fingerprint([*(data_path(data_dir, t) for g in groups for t in g), backbone_ckpt, groups_json])}
     return train(model, trainable, GroupedSource(samplers), loss_fn, cfg.loop, out_dir, meta=meta, clip_fn=clip)
 
 
@@ -311,7 +328,7 @@ def run_router(cfg: TrainConfig, assembled_ckpt: str | Path, tasks: Sequence[str
     model.set_routing("router")
     trainable = model.set_trainable(backbone=False, experts=train_experts, routers=True)
     sampler = load_sampler(data_dir, tasks, cfg)
-    meta = {**meta, **_meta(_spec_of(model), sampler, cfg, "router"), "routing": "router",
+    meta = {**meta, **_meta(_spec_of(model), sampler, cfg, "router", data_dir, [assembled_ckpt]), "routing": "router",
             "train_experts": train_experts, "assembled": str(assembled_ckpt)}
     return train(model, trainable, sampler, action_loss, cfg.loop, out_dir, meta=meta)
 
@@ -324,7 +341,7 @@ def run_e2e_moe(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, ou
     model.set_routing("router")
     sampler = load_sampler(data_dir, tasks, cfg)
     return train(model, model.parameters(), sampler, action_loss, cfg.loop, out_dir,
-                 meta={**_meta(_spec_of(model), sampler, cfg, "e2e_moe"), "routing": "router"})
+                 meta={**_meta(_spec_of(model), sampler, cfg, "e2e_moe", data_dir), "routing": "router"})
 
 
 def _with(obj: Any, **changes: Any) -> Any:
@@ -345,7 +362,7 @@ def run_harmodt(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, ou
                                                      sample_batch=sampler.sample_task)
     spec = model_spec("harmodt", cfg.model, harmo=hcfg) | {"tasks": sampler.tasks}
     return train(model, trainable, sampler, loss_fn, cfg.loop, out_dir,
-                 meta=_meta(spec, sampler, cfg, "harmodt"), hooks=hooks)
+                 meta=_meta(spec, sampler, cfg, "harmodt", data_dir), hooks=hooks)
 
 
 STAGES = ("backbone", "mtdt", "prompt_dt", "harmodt", "expert", "experts_grouped", "router", "e2e_moe")

@@ -55,7 +55,11 @@ rule single_task_table:
             f"{RESULTS}/runs/single/{t}/prompt_dt_w{config['single_task']['width']}/eval/scores.csv"
             for t in single_tasks()
         ],
-        experts=([f"{RESULTS}/data/experts.csv"] if DATA["source"] == "collect" else []),
+        experts=lambda wc: (
+            [f"{RESULTS}/experts/{expert_of(t)}/expert.json" for t in single_tasks()]
+            if DATA["source"] == "collect"
+            else []
+        ),
     output:
         csv=f"{RESULTS}/tables/single_task.csv",
         md=f"{RESULTS}/tables/single_task.md",
@@ -74,6 +78,7 @@ rule single_task_table:
         runtime=10,
     params:
         tasks=single_tasks(),
+        expert_root=f"{RESULTS}/experts" if DATA["source"] == "collect" else None,
         preset=config["preset"],
     script:
         "../scripts/single_task.py"

@@ -7,6 +7,6 @@ from m3dt.plots.workflow import single_task_from_runs
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with log_to(sm.log[0]):
-    single_task_from_runs(list(sm.input.scores), sm.params.tasks, sm.input.experts[0] if sm.input.experts else None,
+    single_task_from_runs(list(sm.input.scores), sm.params.tasks, sm.params.expert_root,
                           str(Path(sm.output.csv).with_suffix("")), str(Path(sm.output.fig[0]).with_suffix("")),
                           sm.params.preset)
