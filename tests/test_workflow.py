@@ -21,7 +21,8 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
 SMALLER = "seeds: [0]\ntask_counts: [10]\nexperiments: {expert_task_counts: [10], expert_counts: [8], n_experts: 8}\n"
 
 
-@pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/smoke.yaml", "workflow/presets/paper.yaml"])
+@pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/smoke.yaml", "workflow/presets/mini.yaml",
+                                    "workflow/presets/paper.yaml"])
 def test_every_preset_plans_every_figure(preset, tmp_path):
     extra = []
     if preset.endswith("paper.yaml"):
