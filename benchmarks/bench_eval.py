@@ -11,7 +11,9 @@ paper's 1.47M model by default; 6 layers, 8 heads, K = 20, prompt 5), in the sam
 - naive: the authors' style of evaluation, one episode at a time, histories grown with
          torch.cat every step, the model fed the whole history (it keeps the last K);
          its returns are checked to equal the batched ones;
-- seq:   `evaluate_task` one episode at a time (batch 1; same code, no batching).
+- seq:   `evaluate_task` one episode at a time (batch 1; same code, no batching);
+- bf16:  `evaluate_task(..., bf16=True)` on the same batch: bf16 autocast of the model
+         (`evaluation.bf16`); bf16_vs_fp32 = its steps/s / the fp32 eval's steps/s.
 
 E = 10 for every task by default (the registry uses 1 for ant-dir and cheetah-vel), so that
 batching shows on every suite. torch runs single-threaded as in evaluation workers.
@@ -126,6 +128,11 @@ def bench_task(policy: Policy, task: str, E: int, seed: int, max_steps: int | No
            "build_s": build_s, "eval_sps": steps / t_eval, "sim_sps": steps / t_sim}
     row["ratio"] = row["eval_sps"] / row["sim_sps"]
     row["model_overhead_%"] = 100.0 * (1.0 - t_sim / t_eval)
+    evaluate_task(policy, task, E, seed, envs=envs, max_steps=3, bf16=True)  # warm-up
+    t0 = time.perf_counter()
+    df16 = evaluate_task(policy, task, E, seed, envs=envs, max_steps=max_steps, bf16=True)
+    row["bf16_sps"] = int(df16["length"].sum()) / (time.perf_counter() - t0)
+    row["bf16_vs_fp32"] = row["bf16_sps"] / row["eval_sps"]
     if naive:
         t0 = time.perf_counter()
         res = [naive_episode(policy, task, envs[i], seeds[i], max_steps) for i in range(E)]
@@ -167,6 +174,9 @@ def main() -> None:
     print(f"\nall tasks: eval {tot['steps'] / tot['t_eval']:.0f} steps/s, sim {tot['steps'] / tot['t_sim']:.0f} "
           f"steps/s, ratio {tot['t_sim'] / tot['t_eval']:.3f}, model overhead "
           f"{100 * (1 - tot['t_sim'] / tot['t_eval']):.1f}%")
+    t_bf16 = (df["steps"] / df["bf16_sps"]).sum()  # bf16 episodes may end at other steps: time at its rate
+    print(f"bf16 autocast: {tot['steps'] / t_bf16:.0f} steps/s, {tot['t_eval'] / t_bf16:.2f}x the fp32 evaluation, "
+          f"model overhead {100 * (1 - tot['t_sim'] / t_bf16):.1f}%")
     if not args.skip_naive:
         t_naive = (df["steps"] / df["naive_sps"]).sum()
         t_seq = (df["steps"] / df["seq_sps"]).sum()

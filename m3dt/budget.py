@@ -39,6 +39,7 @@ class Job:
     outputs: list[str] = field(default_factory=list)
     benchmark: str | None = None
     threads: int = 1
+    wildcards: dict[str, str] = field(default_factory=dict)
     seconds: float | None = None  # measured wall seconds, None when untimed
     deps: set[int] = field(default_factory=set)
 
@@ -75,6 +76,8 @@ def parse_plan(text: str) -> list[Job]:
             current.threads = int(value)
         elif key == "jobid":
             current.jobid = int(value)
+        elif key == "wildcards":
+            current.wildcards = dict(kv.split("=", 1) for kv in _split(value))
     if not jobs:
         raise ValueError("no jobs in the dry-run plan: is the target already up to date? (budget uses --forceall)")
     for job in jobs:

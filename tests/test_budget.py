@@ -34,6 +34,7 @@ rule join:
     output: r/c.txt
     jobid: 3
     benchmark: r/bench/c.tsv
+    wildcards: n=10, run=mt10/s0/x_w64
 [Thu Dec  3 15:13:19 2026]
 localrule all:
     input: r/c.txt
@@ -66,6 +67,7 @@ def test_plan_is_parsed_into_jobs_with_dependencies():
     assert jobs["all"].deps == {3}
     assert jobs["make_b"].threads == 2 and jobs["make_a"].threads == 1
     assert jobs["make_a"].benchmark == "r/bench/a.tsv" and jobs["all"].benchmark is None
+    assert jobs["join"].wildcards == {"n": "10", "run": "mt10/s0/x_w64"} and jobs["all"].wildcards == {}
 
 
 def test_sums_and_untimed_jobs(timed_jobs):

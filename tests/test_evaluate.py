@@ -354,3 +354,27 @@ def test_cli_bad_input(case, checkpoint, tmp_path, capsys):
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("m3dt evaluate: error:"), err
     assert not out.exists() and not (tmp_path / "o").exists()
+
+
+def test_bf16_autocast_runs_the_model_in_bf16_deterministically(tmp_path):
+    pol = tiny_policy()
+    seen: list[torch.dtype] = []
+    hook = pol.model.predict_action.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        fp32 = evaluate_task(pol, "cheetah-vel-0", episodes=2, seed=3, max_steps=30)
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        bf16 = evaluate_task(pol, "cheetah-vel-0", episodes=2, seed=3, max_steps=30, bf16=True)
+        assert set(seen) == {torch.bfloat16}
+    finally:
+        hook.remove()
+    pd.testing.assert_frame_equal(bf16, evaluate_task(pol, "cheetah-vel-0", episodes=2, seed=3, max_steps=30,
+                                                      bf16=True))  # deterministic
+    assert not np.array_equal(fp32["return"], bf16["return"])  # rounding changes the actions ...
+    np.testing.assert_allclose(fp32["return"], bf16["return"], rtol=0.05)  # ... a little
+    # the workers path passes the flag on
+    ck = tmp_path / "policy.pt"
+    save_checkpoint(ck, {"model": pol.model.state_dict(), "meta": policy_meta(pol)})
+    both = evaluate(str(ck), ["cheetah-vel-0", "cheetah-vel-1"], episodes=2, seed=3, workers=2, max_steps=30,
+                    bf16=True)
+    pd.testing.assert_frame_equal(bf16, both[both["task"] == "cheetah-vel-0"].reset_index(drop=True))

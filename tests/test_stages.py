@@ -168,6 +168,14 @@ def test_conflict_and_gradient_grouping_on_checkpoints(pipeline, data_dir, tmp_p
                  "--n-repeats", "2", "--out", str(g)]) == 0
     doc = json.loads(g.read_text())
     assert sorted(t for grp in doc["groups"] for t in grp) == sorted(TASKS)
+    assert doc["kmeans"]["reduce"] == "none"
+    g2 = tmp_path / "g2.json"  # the exact PCA reduction: the same partition
+    assert main(["group", "--tasks", *TASKS, "--method", "gradient", "--experts", "2", "--checkpoint",
+                 str(pipeline["backbone"]), "--data-dir", str(data_dir), "--n-batches", "2", "--n-init", "2",
+                 "--n-repeats", "2", "--reduce", "pca", "--out", str(g2)]) == 0
+    doc2 = json.loads(g2.read_text())
+    assert doc2["kmeans"]["reduce"] == "pca"
+    assert sorted(map(sorted, doc2["groups"])) == sorted(map(sorted, doc["groups"]))
 
 
 def test_no_grouping_expert_sees_all_tasks(pipeline, data_dir, tmp_path):

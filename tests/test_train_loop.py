@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from m3dt.seeding import set_seed
-from m3dt.train.loop import LoopConfig, OptimConfig, load_checkpoint, train, warmup_lambda
+from m3dt.train.loop import LoopConfig, OptimConfig, load_checkpoint, train, use_bf16, warmup_lambda
 
 
 class ToySource:
@@ -107,6 +107,30 @@ def test_bad_config_is_rejected():
         LoopConfig(steps=0)
     with pytest.raises(AssertionError, match="keep_steps"):
         LoopConfig(steps=5, keep_steps=(9,))
+    with pytest.raises(AssertionError, match="bf16"):
+        LoopConfig(steps=5, bf16="yes")
+
+
+def test_bf16_setting_and_autocast_in_training(tmp_path):
+    cpu = torch.device("cpu")
+    assert use_bf16(True, cpu) and not use_bf16(False, cpu)
+    assert use_bf16("auto", cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    seen = []
+
+    def recording_mse(model, batch):
+        x, y = batch
+        out = model(x)
+        seen.append(out.dtype)
+        return ((out.float() - y) ** 2).mean()
+
+    for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        seen.clear()
+        set_seed(0)
+        model = toy_model()
+        cfg = LoopConfig(steps=3, bf16=bf16, optim=OptimConfig(lr=1e-2, warmup_steps=1))
+        train(model, model.parameters(), ToySource(0), recording_mse, cfg, tmp_path / str(bf16))
+        assert set(seen) == {dtype}
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
 
 
 def test_changed_run_does_not_resume_a_stale_checkpoint(tmp_path, caplog):

@@ -366,6 +366,9 @@ def add_group_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-batches", type=int, default=10, help="batches averaged per task gradient")
     p.add_argument("--n-init", type=int, default=40, help="k-means restarts")
     p.add_argument("--n-repeats", type=int, default=40, help="k-means repeats (least size variance kept)")
+    p.add_argument("--reduce", choices=REDUCTIONS, default="none",
+                   help="k-means on the features (none) or on their exact PCA coordinates (pca: same "
+                        "partitions up to rounding, T x T instead of T x D)")
     p.add_argument("--train-mode", action="store_true", help="measure gradients with dropout on")
     p.add_argument("--device", default="cpu", help="device for the gradient method")
 
@@ -388,7 +391,7 @@ def run_group(args: argparse.Namespace) -> int:
         grads = per_task_gradients(model, batches, loss_fn, names, n_batches=args.n_batches,
                                    train_mode=args.train_mode)
         groups, stats = gradient_groups(grads, args.experts, args.seed, n_init=args.n_init,
-                                        n_repeats=args.n_repeats)
+                                        n_repeats=args.n_repeats, reduce=args.reduce)
         meta.update(checkpoint=str(args.checkpoint), data_dir=str(args.data_dir),
                     n_batches=args.n_batches, train_mode=args.train_mode, kmeans=stats)
     write_groups_json(args.out, groups, meta)

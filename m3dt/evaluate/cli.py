@@ -31,6 +31,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--prompt-episode", type=int, default=0, help="which of the task's prompt episodes to use")
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (quick checks only)")
+    p.add_argument("--bf16", choices=["off", "on", "auto"], default="off",
+                   help="bf16 autocast of the model: off, on, or auto (where bf16 is native: AVX512-BF16 CPU, CUDA)")
     p.add_argument("--out", required=True, help="per-task scores CSV")
     p.add_argument("--summary", help="summary CSV (all tasks and per suite)")
     p.add_argument("--episodes-csv", help="per-episode CSV")
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.workers > 1:
             del policy  # each worker loads the checkpoint itself
         df = evaluate(source, names, episodes=args.episodes, seed=args.eval_seed, workers=args.workers,
-                      device=args.device, prompt_episode=args.prompt_episode, max_steps=args.max_steps)
+                      device=args.device, prompt_episode=args.prompt_episode, max_steps=args.max_steps,
+                      bf16={"off": False, "on": True, "auto": "auto"}[args.bf16])
         write_scores(df, args.out, args.summary, args.episodes_csv)
         print(summarize(df).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0

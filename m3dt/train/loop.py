@@ -53,7 +53,7 @@ class LoopConfig:
     steps: int
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = False  # bf16 autocast for forward/backward (CPU with AVX512-BF16, or CUDA)
+    bf16: bool | str = False  # bf16 autocast of forward/backward: True, False or "auto" (see `use_bf16`)
     log_every: int = 100
     checkpoint_every: int = 1000
     keep_steps: tuple[int, ...] = ()  # also keep checkpoints at these steps (Fig. 7)
@@ -62,6 +62,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
         assert self.log_every >= 1 and self.checkpoint_every >= 1
+        assert self.bf16 in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {self.bf16!r}"
         bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
         assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
 
@@ -94,6 +95,17 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    """Whether to run bf16 autocast: `setting` True/False, or "auto": where bf16 is native
+    (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX; elsewhere it is emulated and slower)."""
+    assert setting in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {setting!r}"
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def build_optimizer(model: nn.Module, trainable: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
@@ -242,7 +254,7 @@ def train(
             "resume_key": key,
         })
 
-    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16, device))
     model.train()
     t0, done_since = time.perf_counter(), 0
     for step in range(start + 1, cfg.steps + 1):

@@ -34,6 +34,7 @@ rule evaluate:
             THREADS["evaluate"],
         ]
         + (["--episodes", EVAL["episodes"]] if EVAL["episodes"] else [])
-        + (["--max-steps", EVAL["max_steps"]] if EVAL["max_steps"] else []),
+        + (["--max-steps", EVAL["max_steps"]] if EVAL["max_steps"] else [])
+        + ["--bf16", {True: "on", False: "off", "auto": "auto"}[EVAL["bf16"]]],
     script:
         "../scripts/m3dt_cli.py"

@@ -47,6 +47,8 @@ rule group_tasks:
                 CONFLICT["kmeans_restarts"],
                 "--n-repeats",
                 CONFLICT["kmeans_repeats"],
+                "--reduce",
+                CONFLICT["kmeans_reduce"],
             ]
             + (["--train-mode"] if CONFLICT["train_mode"] else [])
             if wc.grouping == "gradient"
