@@ -197,7 +197,7 @@ def table1(scores: pd.DataFrame, prefix: str, preset: str, single_task_gap: pd.D
         log.warning("table1: no runs for row(s) %s", ", ".join(missing))
 
     if single_task_gap is not None:
-        seeds = sorted(s["seed"].dropna().astype(int).unique())
+        seeds = [int(v) for v in sorted(s["seed"].dropna().astype(int).unique())]
         for row in rows:
             for c in per_row[row.label]:
                 if row.model == "m3dt" and not np.isnan(c["gap"]):
