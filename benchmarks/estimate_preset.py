@@ -94,29 +94,25 @@ class Meter:
         return seg, prompt
 
     def _model(self, kind: str, width: int, E: int):
-        """(model, trainable parameters, forward kwargs) of a training rule's model."""
+        """(model, trainable parameters, forward kwargs) of a training rule's model.
+
+        kind: prompt_dt | mtdt (dense); expert (stage 2: a one-expert M3DT whose expert
+        trains); router (stage 3: routers train); e2e (end-to-end MoE: everything trains).
+        """
         torch.manual_seed(0)
-        if kind in ("prompt_dt", "mtdt", "harmodt"):
-            model = PromptDT(self._pdt_cfg(width, use_prompt=kind != "mtdt"))
+        if kind in ("prompt_dt", "mtdt"):
+            model = PromptDT(self._pdt_cfg(width, use_prompt=kind == "prompt_dt"))
             return model, list(model.parameters()), {}
-        moe = MoEConfig(n_experts=E, router="dense")
-        model = M3DT(self._pdt_cfg(width), moe)
-        for p in model.parameters():
-            p.requires_grad_(kind == "e2e")
-        if kind == "expert":  # stage 2: a one-expert M3DT, the expert trains
-            model = M3DT(self._pdt_cfg(width), MoEConfig(n_experts=1, router="dense"))
-            train = [p for n, p in model.named_parameters() if n.startswith("moes") and "router" not in n]
-            for p in model.parameters():
-                p.requires_grad_(False)
-            for p in train:
-                p.requires_grad_(True)
-            return model, train, {"routing": "single", "expert": 0}
-        if kind == "router":
-            train = [p for n, p in model.named_parameters() if "router" in n]
-            for p in train:
-                p.requires_grad_(True)
-            return model, train, {"routing": "router"}
-        return model, list(model.parameters()), {"routing": "router"}  # e2e
+        model = M3DT(self._pdt_cfg(width), MoEConfig(n_experts=1 if kind == "expert" else E, router="dense"))
+        is_trained = {"expert": lambda n: n.startswith("moes") and "router" not in n,
+                      "router": lambda n: "router" in n, "e2e": lambda n: True}[kind]
+        train = []
+        for name, p in model.named_parameters():
+            p.requires_grad_(is_trained(name))
+            if p.requires_grad:
+                train.append(p)
+        routing = {"routing": "single", "expert": 0} if kind == "expert" else {"routing": "router"}
+        return model, train, routing
 
     @lru_cache(maxsize=None)
     def train_step(self, kind: str, width: int, E: int = 0) -> float:
@@ -140,7 +136,7 @@ class Meter:
 
     @lru_cache(maxsize=None)
     def eval_forward(self, kind: str, width: int, E: int, B: int) -> float:
-        model, _, kw = self._model(kind, width, E)
+        model, _, kw = self._model("prompt_dt" if kind == "harmodt" else kind, width, E)
         model.eval()
         (s, a, r, t, m), prompt = self._inputs(B)
         prompt = None if kind == "mtdt" else prompt
@@ -179,6 +175,10 @@ class Meter:
         per_act = best_of(lambda: [model.predict(obs, deterministic=True) for _ in range(100)]) / 100
         return per_step, per_act
 
+    def n_params(self, width: int) -> int:
+        """Parameters of the Prompt-DT backbone: the length of a task's gradient feature."""
+        return sum(p.numel() for p in PromptDT(self._pdt_cfg(width)).parameters())
+
     @lru_cache(maxsize=None)
     def kmeans(self, n_tasks: int, dim: int, restarts: int, repeats: int, reduce: str) -> float:
         """Seconds of `gradient_groups` (features, k-means restarts x repeats) on random gradients."""
@@ -194,10 +194,6 @@ class Meter:
             t.append(time.perf_counter() - t0)
         per_repeat = max(0.0, t[1] - t[0])
         return t[0] + (repeats - 1) * per_repeat
-
-
-def n_params(width: int, meter: Meter) -> int:
-    return sum(p.numel() for p in PromptDT(meter._pdt_cfg(width)).parameters())
 
 
 def run_model(run: str, cfg: dict) -> tuple[str, int, int, list[str]]:
@@ -268,7 +264,7 @@ def job_seconds(job: budget.Job, cfg: dict, meter: Meter) -> float:
             return STARTUP_S["other"]
         c, n = cfg["conflict"], int(w["n"])
         return (STARTUP_S["other"] + n * c["n_batches"] * meter.train_step("prompt_dt", width)
-                + meter.kmeans(n, n_params(width, meter), c["kmeans_restarts"], c["kmeans_repeats"],
+                + meter.kmeans(n, meter.n_params(width), c["kmeans_restarts"], c["kmeans_repeats"],
                                c.get("kmeans_reduce", "none")))
     return STARTUP_S["other"]  # tables, figures, assemble, registry: seconds
 

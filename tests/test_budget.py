@@ -97,3 +97,58 @@ def test_cli_plans_the_smoke_preset_untimed(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(0 of " in done.stdout  # nothing timed under an empty root
     assert "train_expert_stage2" in out.read_text()
+
+
+def _estimator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("estimate_preset", ROOT / "benchmarks" / "estimate_preset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeMeter:
+    """Unit costs without measuring: every model step 1 s, env step 1 ms, SAC 10 ms/step."""
+
+    experts = None
+
+    def __init__(self, experts):
+        self.experts = experts
+
+    def train_step(self, kind, width, E=0):
+        return 1.0
+
+    def eval_forward(self, kind, width, E, B):
+        return 0.01
+
+    def env_step(self, task):
+        return 0.001
+
+    def sac(self):
+        return 0.01, 0.0
+
+    def kmeans(self, *args):
+        return 2.0
+
+    def n_params(self, width):
+        return 1000
+
+
+def test_estimator_prices_every_job_of_the_smoke_plan():
+    est = _estimator()
+    cfg = est.load_config(str(ROOT / "workflow/presets/smoke.yaml"))
+    assert cfg["preset"] == "smoke" and cfg["steps"]["dense"] == 4  # the preset over config.yaml
+    assert cfg["data"]["collect"]["sac_action_noise"] == 0.2  # kept from config.yaml
+    jobs = budget.parse_plan(budget.dry_run("all", "workflow/presets/smoke.yaml", None))
+    meter = FakeMeter(est.ExpertConfig.from_dict(cfg["data"]["experts"]))
+    for job in jobs:
+        job.seconds = est.job_seconds(job, cfg, meter)
+    by_rule = {j.rule: j for j in jobs}
+    assert all(j.seconds > 0 for j in jobs)
+    # training: start-up + steps x step time
+    assert by_rule["train_dense"].seconds == pytest.approx(est.STARTUP_S["train"] + cfg["steps"]["dense"])
+    assert by_rule["train_router"].seconds == pytest.approx(est.STARTUP_S["train"] + cfg["steps"]["router"])
+    sac = [j for j in jobs if j.rule == "train_expert" and j.wildcards["expert"] == "ant-dir"][0]
+    assert sac.seconds > cfg["data"]["experts"]["ant_dir_sac_steps"] * 0.01  # SAC steps + evaluation
+    assert budget.simulate(jobs, 8) <= budget.simulate(jobs, 2) <= sum(j.seconds for j in jobs)
