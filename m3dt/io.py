@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -68,3 +69,30 @@ def log_to(log_path: str | os.PathLike | None, level: int = logging.INFO) -> Ite
             logger.removeHandler(h)
             h.close()
         logger.setLevel(old_level)
+
+
+_INT = re.compile(r"^[-+]?\d+$")
+_FLOAT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_WORDS = {"true": True, "True": True, "false": False, "False": False, "null": None, "~": None}
+
+
+def typed_strings(value: Any) -> Any:
+    """`value` with strings that spell a number, true/false or null turned into them, recursively.
+
+    Snakemake parses the nested values of `--config key={a: 1}` with YAML's BaseLoader, so
+    they arrive as strings ("1"); this gives them the types a config file would have
+    ("1e-4" becomes a float too). Other strings (names, paths, "auto") are left alone.
+    """
+    if isinstance(value, dict):
+        return {k: typed_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_strings(v) for v in value]
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT.match(text):
+            return int(text)
+        if _FLOAT.match(text):
+            return float(text)
+        if text in _WORDS:
+            return _WORDS[text]
+    return value

@@ -50,3 +50,22 @@ def test_bad_config_names_the_key(bad, key, tmp_path):
     r = dry_run("all", "--configfile", "workflow/presets/smoke.yaml", str(cfg))
     assert r.returncode != 0
     assert key in r.stdout + r.stderr
+
+
+def test_nested_command_line_overrides_are_typed():
+    # Snakemake hands nested --config values over as strings; the workflow types them
+    ok = dry_run("all", "--configfile", "workflow/presets/smoke.yaml", "--config", "steps={router: 3, expert: 1}",
+                 "evaluation={bf16: false}")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = dry_run("all", "--configfile", "workflow/presets/smoke.yaml", "--config", "steps={router: many}")
+    assert bad.returncode != 0 and "['steps']['router']" in bad.stdout + bad.stderr
+
+
+def test_typed_strings():
+    from m3dt.io import typed_strings
+
+    got = typed_strings({"a": "300", "b": "-1.5", "c": "1e-4", "d": "true", "e": "null", "f": ["2", "auto"],
+                         "g": "door-close-v2", "h": "", "i": 7, "j": {"k": "False"}})
+    assert got == {"a": 300, "b": -1.5, "c": 1e-4, "d": True, "e": None, "f": [2, "auto"], "g": "door-close-v2",
+                   "h": "", "i": 7, "j": {"k": False}}
+    assert isinstance(got["a"], int) and isinstance(got["c"], float)

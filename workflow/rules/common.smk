@@ -6,8 +6,6 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
-
 # The Snakefile itself asks the registry (stdlib only at import), straight from this
 # checkout; jobs use the installed package (`pip install -e .`, or envs/m3dt.yaml plus
 # its post-deploy script under --sdm conda).
@@ -16,6 +14,12 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from m3dt import tasks as m3dt_tasks  # noqa: E402
+from m3dt.io import typed_strings  # noqa: E402
+
+# `--config steps='{router: 2000}'` gives nested values as strings: type them first.
+for _key in list(config):
+    config[_key] = typed_strings(config[_key])
+validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
 SEEDS = [int(s) for s in config["seeds"]]
