@@ -287,7 +287,7 @@ def test_table1_one_seed_and_single_task_gap(tmp_path):
     long = plots.table1(s, tmp_path / "t1", PRESET, single_task_gap=gap)
     assert long.loc[long["kind"] == "score", "std"].isna().all()
     st = long[(long["kind"] == "gap") & (long["row"].str.startswith("single-task")) & (long["n_tasks"] == 10)]
-    assert st["mean"].iloc[0] == pytest.approx(-5.0) and st["n_seeds"].iloc[0] == 4
+    assert st["mean"].iloc[0] == pytest.approx(-5.0) and st["n_covered"].iloc[0] == 4 and st["n_seeds"].iloc[0] == 1
     assert st["paper_note"].iloc[0].endswith("(seeds [0])")  # plain ints, not numpy reprs
     md = (tmp_path / "t1.md").read_text()
     assert "± –" in md and "Fidelity" in md and "M3DT-Gradient: ours − paper" in md
