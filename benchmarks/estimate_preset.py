@@ -33,6 +33,7 @@ from m3dt import budget, tasks
 from m3dt.data.experts import ExpertConfig, build_sac, expert_kind, expert_tasks, make_training_env
 from m3dt.models import M3DT, PromptDT, PromptDTConfig
 from m3dt.models.moe import MoEConfig
+from m3dt.train.cli import merge
 from m3dt.train.loop import use_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +44,6 @@ CPU = torch.device("cpu")
 
 def load_config(preset: str | None) -> dict:
     """config.yaml deep-updated with the preset file, as Snakemake merges them."""
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     return merge(cfg, yaml.safe_load(Path(preset).read_text())) if preset else cfg
 

@@ -62,7 +62,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
         assert self.log_every >= 1 and self.checkpoint_every >= 1
-        assert self.bf16 in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {self.bf16!r}"
+        _check_bf16(self.bf16)
         bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
         assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
 
@@ -97,10 +97,14 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _check_bf16(setting: bool | str) -> None:
+    assert setting in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {setting!r}"
+
+
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
     """Whether to run bf16 autocast: `setting` True/False, or "auto": where bf16 is native
     (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX; elsewhere it is emulated and slower)."""
-    assert setting in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {setting!r}"
+    _check_bf16(setting)
     if setting != "auto":
         return bool(setting)
     if device.type == "cuda":
