@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from m3dt import tasks
+from m3dt.data.expert_curve import CURVE_COLUMNS, append_rows, curve_point, curve_tasks, plot_curves
+from m3dt.data.sac_policy import export_actor
 from m3dt.io import atomic_path, write_text_atomic
 
 if TYPE_CHECKING:  # heavy imports only where used
@@ -58,7 +60,10 @@ FAMILIES: dict[str, str] = {"ant-dir": "ant_dir", "cheetah-vel": "cheetah_vel"}
 EXPERT_KINDS = ("scripted", "sac", "sac-goal")
 EXPERT_JSON = "expert.json"
 MODEL_ZIP = "model.zip"
+POLICY_PT = "policy.pt"  #: actor-only weights (what a bundled expert ships)
 METRICS_CSV = "metrics.csv"
+CURVE_CSV = "curve.csv"
+CURVE_PNG = "curve.png"
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -110,6 +115,10 @@ class ExpertConfig:
     checkpoint_every: int = 50_000  #: save model + replay buffer every N env steps (resume point)
     keep_checkpoint: bool = False  #: keep checkpoint/ (large: the replay buffer) after training finishes
     log_every: int = 5_000  #: a progress log line and a metrics.csv row every N env steps
+    # --- learning curve (quality against budget): curve.csv + curve.png in the expert folder
+    curve_every: int = 10_000  #: evaluate the current policy every N env steps (0: no curve)
+    curve_episodes: int = 3  #: evaluation episodes per task (per goal for a family) at each curve point
+    curve_goals: int = 4  #: goals of a family evaluated at each curve point (evenly spaced over its 40)
     # --- evaluation
     eval_episodes: int = 10  #: evaluation episodes per task (per goal for a family)
     eval_max_steps: int | None = None  #: cap on steps per evaluation episode (tests only; None = full episode)
@@ -654,14 +663,14 @@ def _progress_callback(total: int, start_step: int, t_start: float, metrics_path
     return Progress()
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics rows written after the checkpoint we resume from."""
+def _truncate_metrics(path: Path, step: int, columns: Sequence[str] = tuple(METRIC_COLUMNS)) -> None:
+    """Drop metrics (or curve) rows written after the checkpoint we resume from."""
     if not path.exists():
         return
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
         w.writerows(rows)
 
@@ -741,6 +750,7 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
         else:
             model, t_train, info = _train_sac(name, cfg, out, cfg.sac_steps(name), log)
             meta.update(train_steps=int(model.num_timesteps), train_seconds=round(t_train, 1), **info)
+        meta["policy_sha256"] = export_actor(model, out / POLICY_PT)
         if name in FAMILIES:
             meta["goal_features"] = {t: goal_features(t).tolist() for t in expert_tasks(name)}
         experts = {t: bind_expert(model, t, name, train_steps=model.num_timesteps) for t in eval_list}
@@ -782,6 +792,7 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
     metrics_path = out / METRICS_CSV
     state = {"returns": [], "scores": [], "episodes": 0, "last_log": 0, "last_time": time.perf_counter(),
              "last_updates": 0, "wall_before": 0.0}
+    curve_path = out / CURVE_CSV
     ck_state_path = ckpt / "state.json"
     model = None
     if ck_state_path.exists():
@@ -794,13 +805,15 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
                          last_log=model.num_timesteps, last_updates=int(model._n_updates),
                          wall_before=float(ck["wall_s"]))
             _truncate_metrics(metrics_path, model.num_timesteps)
+            _truncate_metrics(curve_path, model.num_timesteps, CURVE_COLUMNS)
             log.info("expert %s: resuming from checkpoint at step %d/%d", name, model.num_timesteps, total)
         else:
             log.warning("expert %s: checkpoint in %s has other settings; starting over", name, ckpt)
             shutil.rmtree(ckpt)
     if model is None:
-        if metrics_path.exists():
-            metrics_path.unlink()
+        for stale in (metrics_path, curve_path):
+            if stale.exists():
+                stale.unlink()
         model = build_sac(env, cfg, total)
         log.info("expert %s: training SAC for %d steps (obs %s, action %s, device %s)", name, total,
                  env.observation_space.shape, env.action_space.shape, model.device)
@@ -808,17 +821,34 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
     state["last_time"] = t_start
     start_step = model.num_timesteps
     cb = _progress_callback(total, start_step, t_start, metrics_path, log, max(1, cfg.log_every), state)
+    c_tasks = curve_tasks(expert_tasks(name), cfg.curve_goals)
+    if cfg.curve_every > 0 and model.num_timesteps == 0:  # the untrained policy: the curve's first point
+        append_rows(curve_path, curve_point(model, name, c_tasks, episodes=cfg.curve_episodes, seed=cfg.seed,
+                                            step=0, wall_s=0.0, max_steps=cfg.eval_max_steps))
     while model.num_timesteps < total:
-        chunk = min(cfg.checkpoint_every, total - model.num_timesteps)
-        model.learn(total_timesteps=chunk, reset_num_timesteps=False, callback=cb, log_interval=10**9,
+        n = model.num_timesteps
+        stop = min(total, (n // cfg.checkpoint_every + 1) * cfg.checkpoint_every)
+        if cfg.curve_every > 0:
+            stop = min(stop, (n // cfg.curve_every + 1) * cfg.curve_every)
+        model.learn(total_timesteps=stop - n, reset_num_timesteps=False, callback=cb, log_interval=10**9,
                     progress_bar=False)
         wall = state["wall_before"] + time.perf_counter() - t_start
-        if model.num_timesteps < total:
+        n = model.num_timesteps
+        if cfg.curve_every > 0 and (n % cfg.curve_every == 0 or n >= total):
+            rows = curve_point(model, name, c_tasks, episodes=cfg.curve_episodes, seed=cfg.seed, step=n,
+                               wall_s=wall, max_steps=cfg.eval_max_steps)
+            append_rows(curve_path, rows)
+            log.info("expert %s: curve at step %d: normalised score %.1f (mean of %d task(s))", name, n,
+                     float(np.mean([r["score_mean"] for r in rows])), len(rows))
+        if n < total and n % cfg.checkpoint_every == 0:
             _save_checkpoint(model, ckpt, {"step": model.num_timesteps, "config_key": _config_key(cfg),
                                            "episodes": state["episodes"], "returns": state["returns"][-10:],
                                            "scores": state["scores"][-10:], "wall_s": wall})
     wall = state["wall_before"] + time.perf_counter() - t_start
     _save_model(model, out / MODEL_ZIP)
+    if cfg.curve_every > 0 and curve_path.exists():
+        plot_curves({name: curve_path}, [out / CURVE_PNG], threshold=cfg.threshold(expert_tasks(name)[0]),
+                    title=f"SAC expert {name}: evaluation during training")
     if ckpt.exists() and not cfg.keep_checkpoint:
         shutil.rmtree(ckpt)
     env.close()

@@ -1,9 +1,11 @@
 """ant-dir and cheetah-vel (Prompt-DT / PEARL) on gymnasium MuJoCo.
 
 ant-dir: `Ant-v5` without contact forces in the observation (27 dims = qpos[2:] + qvel).
-Reward = torso velocity . (cos t, sin t) + Ant-v5's control cost (0.5 |a|^2), contact cost
-(5e-4 sum clip(cfrc_ext)^2) and survive reward (1); terminates when the torso z leaves
-[0.2, 1.0] (Ant-v5's defaults equal PEARL's).
+Reward = torso velocity . (cos t, sin t) + Ant-v5's control cost (0.5 |a|^2) and survive
+reward (1); terminates when the torso z leaves [0.2, 1.0] (Ant-v5's defaults equal PEARL's).
+No contact cost by default, as the authors: their ant-dir (Prompt-DT's, on mujoco-py 2.0)
+computes 5e-4 sum clip(cfrc_ext)^2, but mujoco-py 2.0 reads contact forces as zero, so the
+term was 0 in their data. `AntDirEnv(angle, contact_cost=True)` adds Ant-v5's term back.
 
 cheetah-vel: `HalfCheetah-v5` plus the torso centre of mass (17 + 3 = 20 dims).
 Reward = -|forward velocity - v*| - 0.05 |a|^2; never terminates.
@@ -16,17 +18,20 @@ import numpy as np
 
 
 class AntDirEnv(gym.Wrapper):
-    def __init__(self, angle: float):
+    def __init__(self, angle: float, contact_cost: bool = False):
         env = gym.make("Ant-v5", include_cfrc_ext_in_observation=False,
                        max_episode_steps=None, disable_env_checker=True).unwrapped
         super().__init__(env)
         self.angle = float(angle)
+        self.contact_cost = bool(contact_cost)
         self._direction = np.array([np.cos(self.angle), np.sin(self.angle)])
 
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
         forward = float(info["x_velocity"] * self._direction[0] + info["y_velocity"] * self._direction[1])
-        reward = forward + info["reward_ctrl"] + info["reward_contact"] + info["reward_survive"]
+        reward = forward + info["reward_ctrl"] + info["reward_survive"]
+        if self.contact_cost:
+            reward += info["reward_contact"]
         info = dict(info, reward_forward=forward)
         return obs, float(reward), terminated, truncated, info
 
