@@ -17,7 +17,7 @@ from m3dt.data import experts as ex
 from m3dt.data.collect import CollectConfig, collect_episodes, collect_task
 from m3dt.data.experts import ExpertConfig, FlaggedExpertError
 
-TINY = dict(learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=1, eval_max_steps=20,
+TINY = dict(source="train", learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=1, eval_max_steps=20,
             log_every=100, checkpoint_every=100, device="cpu")
 
 

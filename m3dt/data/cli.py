@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from m3dt.data.bundle import _bundle_args, _bundle_run, _list_args, _list_run
 from m3dt.data.collect import _collect_args, _collect_run
 from m3dt.data.experts import _table_args, _table_run, _train_args, _train_run
 from m3dt.data.importer import _import_args, _import_run
@@ -21,6 +22,9 @@ DATA_SUBCOMMANDS: dict[str, DataCommand] = {
     "train-expert": ("train (SAC) or set up (scripted) experts and evaluate them", _train_args, _train_run),
     "collect": ("roll out experts to write results/data/<task>.h5", _collect_args, _collect_run),
     "experts-table": ("results/data/experts.csv and the expert-quality figure", _table_args, _table_run),
+    "bundle-expert": ("copy trained SAC experts into the package's bundle (actor, provenance, curve)", _bundle_args,
+                      _bundle_run),
+    "list-bundled": ("the SAC experts that ship with the package", _list_args, _list_run),
     "import": ("import the authors' data (SRC/<task>/<i>.npz) into OUT/<task>.h5", _import_args, _import_run),
 }
 

@@ -82,6 +82,14 @@ def plot_curves(curves: dict[str, str | os.PathLike], out_paths: Sequence[str | 
     import matplotlib.pyplot as plt
 
     names = list(curves)
+    if not names:  # e.g. a Meta-World-only plan: scripted experts have no curve
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no SAC expert in this plan (scripted experts have no learning curve)", ha="center",
+                va="center", fontsize=7)
+        return _save(fig, out_paths)
     ncol = min(4, max(1, len(names)))
     nrow = (len(names) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False, sharey=True)
@@ -106,6 +114,12 @@ def plot_curves(curves: dict[str, str | os.PathLike], out_paths: Sequence[str | 
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
+    return _save(fig, out_paths)
+
+
+def _save(fig, out_paths: Sequence[str | os.PathLike]) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     paths = [Path(p) for p in out_paths]
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -113,3 +127,13 @@ def plot_curves(curves: dict[str, str | os.PathLike], out_paths: Sequence[str | 
             fig.savefig(tmp, format=p.suffix.lstrip(".") or "png", dpi=130)
     plt.close(fig)
     return paths
+
+
+def expert_curves(expert_names: Sequence[str], expert_root: str | os.PathLike) -> dict[str, Path]:
+    """name -> curve.csv for each of `expert_names` whose folder has one."""
+    out = {}
+    for n in expert_names:
+        p = Path(expert_root) / n / "curve.csv"
+        if p.is_file():
+            out[n] = p
+    return out

@@ -46,7 +46,8 @@ import numpy as np
 
 from m3dt import tasks
 from m3dt.data.expert_curve import CURVE_COLUMNS, append_rows, curve_point, curve_tasks, plot_curves
-from m3dt.data.sac_policy import export_actor
+from m3dt.data.sac_policy import POLICY_FILE as POLICY_PT
+from m3dt.data.sac_policy import export_actor, load_actor
 from m3dt.io import atomic_path, write_text_atomic
 
 if TYPE_CHECKING:  # heavy imports only where used
@@ -58,9 +59,10 @@ LOG = logging.getLogger("m3dt.data.experts")
 #: expert-family name -> registry suite (one goal-conditioned agent per family)
 FAMILIES: dict[str, str] = {"ant-dir": "ant_dir", "cheetah-vel": "cheetah_vel"}
 EXPERT_KINDS = ("scripted", "sac", "sac-goal")
+EXPERT_SOURCES = ("bundled", "train")
+ALGORITHM = "SAC (stable-baselines3, MlpPolicy)"
 EXPERT_JSON = "expert.json"
 MODEL_ZIP = "model.zip"
-POLICY_PT = "policy.pt"  #: actor-only weights (what a bundled expert ships)
 METRICS_CSV = "metrics.csv"
 CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
@@ -125,6 +127,8 @@ class ExpertConfig:
     near_optimal_threshold: float = 60.0  #: normalised score below which an expert is flagged
     threshold_overrides: dict[str, float] = field(default_factory=dict)  #: task / expert name / suite -> threshold
     # --- runtime
+    source: str = "bundled"  #: "bundled": a SAC expert shipped with the package where one exists, else train; "train": always train
+    bundle_dir: str | None = None  #: where bundled experts are looked up (None: the package's m3dt/data/bundled_experts)
     device: str = "auto"  #: "auto" (CUDA when present), "cpu" or "cuda"
     torch_threads: int = 1  #: torch intra-op threads (1: one training job per core is fastest overall)
     seed: int = 0
@@ -139,6 +143,13 @@ class ExpertConfig:
         if "net_arch" in d:
             d["net_arch"] = tuple(int(x) for x in d["net_arch"])
         return cls(**d)
+
+    def __post_init__(self) -> None:
+        if self.source not in EXPERT_SOURCES:
+            raise ValueError(f"data.experts.source must be one of {list(EXPERT_SOURCES)}, got {self.source!r}")
+        assert self.curve_every >= 0, f"data.experts.curve_every must be >= 0, got {self.curve_every}"
+        assert self.curve_episodes >= 1, f"data.experts.curve_episodes must be >= 1, got {self.curve_episodes}"
+        assert self.curve_goals >= 1, f"data.experts.curve_goals must be >= 1, got {self.curve_goals}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -439,12 +450,16 @@ def load_expert(task: str, expert_root: str | os.PathLike | None, *, device: str
         return ScriptedExpert(spec.name, noise, evaluation)
     if expert_root is None:
         raise ValueError(f"{task}: a SAC expert needs an expert_root")
-    path = expert_dir(name, expert_root) / MODEL_ZIP
-    if not path.exists():
-        raise FileNotFoundError(f"{task}: no trained expert at {path} (run `python -m m3dt data train-expert {name}`)")
-    from stable_baselines3 import SAC
+    folder = expert_dir(name, expert_root)
+    if (folder / POLICY_PT).exists():  # the actor-only policy: what trained and bundled experts both act with
+        model = load_actor(folder / POLICY_PT, expected_sha256=(meta or {}).get("policy_sha256"))
+    elif (folder / MODEL_ZIP).exists():  # an expert trained before policy.pt existed
+        from stable_baselines3 import SAC
 
-    model = SAC.load(path, device=device)
+        model = SAC.load(folder / MODEL_ZIP, device=device)
+    else:
+        raise FileNotFoundError(f"{task}: no trained expert at {folder / POLICY_PT} "
+                                f"(run `python -m m3dt data train-expert {name}`)")
     return bind_expert(model, spec.name, name, train_steps=(meta or {}).get("train_steps", 0), evaluation=evaluation)
 
 
@@ -740,7 +755,27 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
         import torch
 
         torch.set_num_threads(int(cfg.torch_threads))
-        if reuse:
+        bundled = None
+        if cfg.source == "bundled" and not reuse:
+            from m3dt.data.bundle import install_bundled
+
+            bundled = install_bundled(name, out, log, cfg.bundle_dir)
+            if bundled is None:
+                log.info("expert %s: no bundled expert ships with the package; training one (%d env steps)", name,
+                         cfg.sac_steps(name))
+        if bundled is not None:
+            model = load_actor(out / POLICY_PT, expected_sha256=bundled["policy_sha256"])
+            meta.update({k: bundled[k] for k in ("config", "train_key", "train_steps", "train_seconds", "steps_per_s",
+                                                 "n_updates", "train_episodes", "policy_sha256", "versions",
+                                                 "commit", "bundle_dir") if k in bundled})
+            meta["source"] = "bundled"
+            if bundled.get("eval_key") == eval_key:  # same evaluation settings (thresholds too): keep its evaluation
+                meta.update({k: bundled[k] for k in ("algorithm", "goal_features", "evaluation", "eval_key",
+                                                     "score_mean_over_tasks", "n_flagged") if k in bundled})
+                meta["status"] = "done"
+                write_text_atomic(meta_path, json.dumps(meta, indent=2))
+                return meta
+        elif reuse:
             from stable_baselines3 import SAC
 
             log.info("expert %s already trained in %s; re-evaluating with new evaluation settings", name, out)
@@ -750,10 +785,15 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
         else:
             model, t_train, info = _train_sac(name, cfg, out, cfg.sac_steps(name), log)
             meta.update(train_steps=int(model.num_timesteps), train_seconds=round(t_train, 1), **info)
-        meta["policy_sha256"] = export_actor(model, out / POLICY_PT)
+        if bundled is None:
+            meta["policy_sha256"] = export_actor(model, out / POLICY_PT)
+            meta["source"] = "trained"
+            # evaluate what collection uses: the exported actor (same actions as SAC.predict, tested)
+            model = load_actor(out / POLICY_PT, expected_sha256=meta["policy_sha256"])
+        meta["algorithm"] = ALGORITHM
         if name in FAMILIES:
             meta["goal_features"] = {t: goal_features(t).tolist() for t in expert_tasks(name)}
-        experts = {t: bind_expert(model, t, name, train_steps=model.num_timesteps) for t in eval_list}
+        experts = {t: bind_expert(model, t, name, train_steps=meta["train_steps"]) for t in eval_list}
     evaluation = {}
     for t, ex in experts.items():
         evaluation[t] = evaluate_expert(ex, episodes=cfg.eval_episodes, seed=cfg.seed, max_steps=cfg.eval_max_steps,
@@ -761,15 +801,25 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
     meta.update(evaluation=evaluation, eval_key=eval_key, status="done")
     meta["score_mean_over_tasks"] = float(np.mean([e["score_mean"] for e in evaluation.values()]))
     meta["n_flagged"] = int(sum(e["flagged"] for e in evaluation.values()))
-    import stable_baselines3
-    import torch
-
-    meta["versions"] = {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
-                        "numpy": np.__version__}
+    if "versions" not in meta:
+        meta["versions"] = package_versions()
     write_text_atomic(meta_path, json.dumps(meta, indent=2))
     log.info("expert %s done: mean normalised score %.1f over %d task(s), %d flagged", name,
              meta["score_mean_over_tasks"], len(evaluation), meta["n_flagged"])
     return meta
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what determines an expert's behaviour (recorded in expert.json)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("m3dt", "stable-baselines3", "torch", "numpy", "gymnasium", "mujoco", "dm_control", "metaworld"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def _train_key(cfg: ExpertConfig, name: str) -> dict[str, Any]:
@@ -876,6 +926,7 @@ def expert_table_rows(task_names: Iterable[str], expert_root: str | os.PathLike,
     With `cfg`, `flagged` is recomputed against `cfg`'s thresholds."""
     log = log or LOG
     rows = []
+    refs = reference_scores()
     for t in task_names:
         spec = tasks.get(t)
         meta = read_expert_json(spec.name, expert_root)
@@ -885,10 +936,49 @@ def expert_table_rows(task_names: Iterable[str], expert_root: str | os.PathLike,
         flagged = bool(ev["score_mean"] < cfg.threshold(spec.name)) if cfg is not None else bool(ev.get("flagged"))
         if flagged:
             log.warning("expert of %s is FLAGGED: normalised score %.1f", spec.name, ev["score_mean"])
-        rows.append({"task": spec.name, "suite": spec.suite, "expert_kind": meta["kind"],
-                     "train_steps": int(meta.get("train_steps", 0)), "score_mean": ev["score_mean"],
-                     "score_std": ev["score_std"], "n_episodes": ev["n_episodes"], "flagged": flagged})
+        row = {"task": spec.name, "suite": spec.suite, "expert_kind": meta["kind"],
+               "source": meta.get("source", "scripted" if meta["kind"] == "scripted" else "trained"),
+               "train_steps": int(meta.get("train_steps", 0)), "score_mean": ev["score_mean"],
+               "score_std": ev["score_std"], "n_episodes": ev["n_episodes"], "flagged": flagged}
+        row.update(refs.get(spec.name, {c: float("nan") for c in REFERENCE_COLUMNS}))
+        best = np.nanmax([row["authors_promptdt_single"], row["sac_1000k"], -np.inf])
+        row["ref_gap"] = round(float(row["score_mean"] - best), 2) if math.isfinite(best) else float("nan")
+        row["far_below_ref"] = bool(math.isfinite(row["ref_gap"]) and row["ref_gap"] < -REFERENCE_GAP_FLAG)
+        if row["far_below_ref"]:
+            log.warning("expert of %s scores %.1f, %.1f below its best reference (%.1f)", spec.name,
+                        row["score_mean"], -row["ref_gap"], best)
+        rows.append(row)
     return rows
+
+
+#: published single-task scores beside each expert (normalised like our scores): the authors'
+#: single-task Prompt-DT on their data (paper Appendix A.3, a proxy of their data's quality)
+#: and, for DMC, SAC and TD-MPC2 from TD-MPC2's released results (README "Experts")
+REFERENCE_COLUMNS = ("authors_promptdt_single", "sac_100k", "sac_1000k", "tdmpc2_1000k")
+#: an expert more than this many points below its best reference is marked `far_below_ref`
+REFERENCE_GAP_FLAG = 25.0
+
+
+def reference_scores() -> dict[str, dict[str, float]]:
+    """task -> REFERENCE_COLUMNS (NaN where no reference exists), from the registry's data files."""
+    from importlib import resources
+
+    import pandas as pd
+
+    data = resources.files("m3dt.tasks").joinpath("data")
+    a3 = pd.read_csv(str(data.joinpath("appendix_a3_single_task.csv")))
+    pub = pd.read_csv(str(data.joinpath("published_dmc_scores.csv")))
+    out: dict[str, dict[str, float]] = {}
+    for t in tasks.MT160:
+        out[t] = {c: float("nan") for c in REFERENCE_COLUMNS}
+    for _, r in a3.iterrows():
+        if r["task"] in out:
+            out[r["task"]]["authors_promptdt_single"] = float(r["single_task_promptdt_1.47M_score"])
+    for _, r in pub.iterrows():
+        if r["task"] in out:
+            for c in ("sac_100k", "sac_1000k", "tdmpc2_1000k"):
+                out[r["task"]][c] = float(r[c])
+    return out
 
 
 def write_expert_table(rows: Iterable[Mapping[str, Any]], csv_path: str | os.PathLike) -> Path:

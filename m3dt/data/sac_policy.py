@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # heavy imports only where used
     from stable_baselines3 import SAC
 
 FORMAT = "m3dt-sac-actor/1"
+POLICY_FILE = "policy.pt"
 
 
 class BadPolicyFile(ValueError):

@@ -55,6 +55,11 @@ if DATA["source"] == "collect":
                 category="Data",
             ),
             pdf=f"{RESULTS}/data/experts.pdf",
+            curves=report(
+                f"{RESULTS}/data/expert_curves.png",
+                caption="../report/expert_curves.rst",
+                category="Data",
+            ),
         log:
             f"{RESULTS}/logs/data/experts_table.log",
         conda:

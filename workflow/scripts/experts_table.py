@@ -1,6 +1,13 @@
 """`experts.csv` and the expert-quality figure: `m3dt.data.experts`."""
 
-from m3dt.data.experts import ExpertConfig, expert_table_rows, plot_expert_quality, write_expert_table
+from m3dt.data.expert_curve import expert_curves, plot_curves
+from m3dt.data.experts import (
+    ExpertConfig,
+    expert_names,
+    expert_table_rows,
+    plot_expert_quality,
+    write_expert_table,
+)
 from m3dt.io import log_to
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
@@ -10,4 +17,6 @@ with log_to(sm.log[0]) as log:
     rows = expert_table_rows(sm.params.tasks, sm.params.expert_root, cfg)
     write_expert_table(rows, sm.output.csv)
     plot_expert_quality(sm.output.csv, [sm.output.png, sm.output.pdf], threshold=thr)
+    curves = expert_curves(expert_names(sm.params.tasks), sm.params.expert_root)
+    plot_curves(curves, [sm.output.curves], threshold=thr, title="SAC experts: normalised score during training")
     log.info("%d experts, %d flagged", len(rows), sum(r["flagged"] for r in rows))
