@@ -53,5 +53,7 @@ COMMANDS: dict[str, Command] = {
     "group": ("partition tasks into expert groups (random | gradient)",
               *_lazy("m3dt.analysis.grouping", "add_group_args", "run_group")),
     "plot": ("figures and tables from collected results (see `plot -h`)", *_lazy("m3dt.plots.cli")),
+    "compare": ("a finished run's figures and tables beside reference results; non-zero beyond tolerance",
+                *_lazy("m3dt.compare")),
     "budget": ("sum of a preset's rule benchmark times and its wall time on N cores", *_lazy("m3dt.budget")),
 }
