@@ -173,6 +173,19 @@ def test_collection_is_deterministic(tmp_path, expert_root, pendulum_meta):
             assert not np.array_equal(fa["observations"][:30], other[0]["observations"])
 
 
+def test_metaworld_collection_gives_each_episode_its_own_goal():
+    """Training and prompt episodes each get their own goal variation, which the scripted
+    policy reads from the observation (it reaches that goal)."""
+    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0)
+    episodes = collect_episodes("reach-v2", expert, CollectConfig(episodes=4, n_prompt=2, seed=0, max_steps=150))
+    goals = [tuple(ep["observations"][0, 36:39]) for ep in episodes]
+    assert len(set(goals)) == 6  # 4 training + 2 prompt episodes, 6 goals
+    for ep in episodes:
+        hand = ep["observations"][-1, :3]
+        assert ep["success"].any(), "the scripted policy should reach the goal it observes"
+        assert np.linalg.norm(hand - ep["observations"][0, 36:39]) < 0.05
+
+
 def test_flagged_expert_is_refused(tmp_path, caplog):
     expert = ex.ScriptedExpert("reach-v2", action_noise=0.0,
                                evaluation={"score_mean": 10.0, "threshold": 60.0, "flagged": True})

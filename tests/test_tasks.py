@@ -183,12 +183,57 @@ def test_padded_actions_beyond_action_dim_are_ignored():
     np.testing.assert_array_equal(first_step(0.0), first_step(-10.0))
 
 
-def test_metaworld_goal_is_observed_and_fixed():
+def _mt1_goal(env_name, i):
+    """The goal position of `MT1(env_name, seed=0).train_tasks[i]` (the last 3 dims of its rand_vec)."""
+    import pickle
+
+    import metaworld
+
+    return np.asarray(pickle.loads(metaworld.MT1(env_name, seed=0).train_tasks[i].data)["rand_vec"][-3:])
+
+
+def test_metaworld_goal_varies_over_reset_seeds_and_is_deterministic():
     env = tasks.make_env("reach-v2", seed=0)
-    a, _ = env.reset(seed=0)
-    b, _ = env.reset(seed=5)
-    assert np.any(a[36:39] != 0)  # goal-observable
-    np.testing.assert_array_equal(a[36:39], b[36:39])  # one fixed goal per task
+    goals, infos = [], []
+    for s in range(10):
+        obs, info = env.reset(seed=s)
+        goals.append(obs[36:39].copy())
+        infos.append(info["goal_index"])
+    assert np.all(np.stack(goals) != 0)  # goal-observable
+    assert len({tuple(g) for g in goals}) == 10  # ten seeds, ten goals
+    assert infos == list(range(10))  # reset(seed=s) uses variation s % 50
+    np.testing.assert_allclose(goals[3], _mt1_goal("reach-v3", 3), atol=1e-6)
+    again, _ = tasks.make_env("reach-v2").reset(seed=3)
+    np.testing.assert_array_equal(again[36:39], goals[3])  # deterministic per seed, across envs
+    assert env.reset(seed=53)[1]["goal_index"] == 3
+    assert env.reset()[1]["goal_index"] == 4  # an unseeded reset moves on to the next goal
+
+
+def test_metaworld_pinned_goal_is_train_task_i():
+    for i in (0, 7, 49):
+        env = tasks.make_env("reach-v2", goal_index=i)
+        for s in (0, 11, 12):
+            obs, info = env.reset(seed=s)
+            assert info["goal_index"] == i
+            np.testing.assert_allclose(obs[36:39], _mt1_goal("reach-v3", i), atol=1e-6)
+    free = tasks.make_env("reach-v2")
+    obs, info = free.reset(seed=5, options={"goal_index": 8})  # per-reset pin
+    assert info["goal_index"] == 8
+    np.testing.assert_allclose(obs[36:39], _mt1_goal("reach-v3", 8), atol=1e-6)
+
+
+@pytest.mark.parametrize("name,goal_index,match", [("reach-v2", 50, "goal_index must be an int in"),
+                                                   ("reach-v2", -1, "goal_index must be an int in"),
+                                                   ("walker-walk", 0, "walker-walk: goal_index=0 given"),
+                                                   ("ant-dir-3", 1, "one fixed goal")])
+def test_goal_index_bad_input(name, goal_index, match):
+    with pytest.raises(ValueError, match=match):
+        tasks.make_env(name, goal_index=goal_index)
+
+
+def test_goal_variations_in_registry():
+    assert tasks.get("reach-v2").goal_variations == 50
+    assert tasks.get("walker-walk").goal_variations == tasks.get("ant-dir-3").goal_variations == 0
 
 
 def test_ant_dir_reward_follows_goal_direction():
