@@ -265,6 +265,64 @@ def test_cheetah_vel_reward_peaks_at_target():
     assert reward_at(1.5) > -0.5
 
 
+def test_ant_dir_reward_terms_match_the_authors_formula():
+    """PEARL / Prompt-DT ant-dir: r = v_torso . (cos t, sin t) - 0.5 |a|^2 + 1 (contact cost
+    0, as their mujoco-py 2.0 data), the survive reward paid on the terminating step too;
+    obs = (qpos[2:], qvel); done when torso z leaves [0.2, 1]."""
+    from m3dt.tasks.envs.locomotion import AntDirEnv
+
+    theta = 2.1
+    env = AntDirEnv(angle=theta)
+    env.reset(seed=3)
+    data, dt = env.unwrapped.data, env.unwrapped.dt
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, 8)
+        before = data.body("torso").xpos.copy()
+        obs, r, terminated, _, info = env.step(a)
+        vel = (data.body("torso").xpos - before)[:2] / dt
+        want = vel @ np.array([np.cos(theta), np.sin(theta)]) - 0.5 * a @ a + 1.0
+        assert r == pytest.approx(want, abs=1e-9) and not terminated
+        np.testing.assert_allclose(obs, np.concatenate([data.qpos[2:], data.qvel]))
+    assert info["reward_contact"] != 0.0  # the simulator has contact forces; the reward ignores them
+    with_contact = AntDirEnv(angle=theta, contact_cost=True)
+    with_contact.reset(seed=3)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, 8)
+        before = with_contact.unwrapped.data.body("torso").xpos.copy()
+        _, r, _, _, info = with_contact.step(a)
+        vel = (with_contact.unwrapped.data.body("torso").xpos - before)[:2] / dt
+        want = vel @ np.array([np.cos(theta), np.sin(theta)]) - 0.5 * a @ a + 1.0 + info["reward_contact"]
+        assert r == pytest.approx(want, abs=1e-9)
+    env.reset(seed=3)
+    qpos, qvel = data.qpos.copy(), data.qvel.copy()
+    qpos[2], qvel[:] = 1.5, 0.0  # torso above 1.0: unhealthy
+    env.unwrapped.set_state(qpos, qvel)
+    before = data.body("torso").xpos.copy()
+    _, r, terminated, _, _ = env.step(np.zeros(8))
+    vel = (data.body("torso").xpos - before)[:2] / dt
+    assert terminated and r == pytest.approx(vel @ np.array([np.cos(theta), np.sin(theta)]) + 1.0, abs=1e-9)
+
+
+def test_cheetah_vel_reward_terms_match_the_authors_formula():
+    """PEARL / Prompt-DT cheetah-vel: r = -|dx/dt - v*| - 0.05 |a|^2, obs = (qpos[1:], qvel,
+    torso com), never terminates, 200-step episodes."""
+    spec = tasks.get("cheetah-vel-7")
+    env = tasks.make_env("cheetah-vel-7", seed=0)
+    raw = env.unwrapped
+    rng = np.random.default_rng(1)
+    for t in range(spec.episode_length):
+        a = rng.uniform(-1, 1, 8)
+        x0 = raw.data.qpos[0]
+        obs, r, terminated, truncated, _ = env.step(a)
+        want = -abs((raw.data.qpos[0] - x0) / raw.dt - spec.goal) - 0.05 * a[:6] @ a[:6]
+        assert r == pytest.approx(want, abs=1e-9) and not terminated
+        assert truncated == (t == spec.episode_length - 1)
+    np.testing.assert_allclose(obs[:20], np.concatenate([raw.data.qpos[1:], raw.data.qvel,
+                                                         raw.data.body("torso").xpos]), rtol=1e-6, atol=1e-6)
+    assert tasks.get("ant-dir-0").episode_length == spec.episode_length == 200
+
+
 def test_cli_prints_registry_csv():
     out = subprocess.run([sys.executable, "-m", "m3dt", "tasks", "--suite", "ant_dir", "--csv"],
                          check=True, capture_output=True, text=True).stdout.strip().splitlines()
