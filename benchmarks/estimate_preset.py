@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from m3dt import budget, tasks
+from m3dt.data.collect import CollectConfig
 from m3dt.data.experts import ExpertConfig, build_sac, expert_kind, expert_tasks, make_training_env
 from m3dt.models import M3DT, PromptDT, PromptDTConfig
 from m3dt.models.moe import MoEConfig
@@ -225,7 +226,7 @@ def job_seconds(job: budget.Job, cfg: dict, meter: Meter) -> float:
         col = cfg["data"].get("collect", {})
         per_act = meter.sac()[1] if spec.suite != "metaworld" else 5e-5
         length = min(spec.episode_length, col.get("max_steps") or spec.episode_length)
-        eps = int(col.get("episodes", 200)) + int(col.get("n_prompt", 2))
+        eps = CollectConfig.from_dict({"episodes": 200, **col}).episodes_for(spec.name) + int(col.get("n_prompt", 2))
         return STARTUP_S["other"] + eps * length * (meter.env_step(spec.name) + per_act)
     if rule == "train_dense":
         return STARTUP_S["train"] + steps["dense"] * meter.train_step(w["dense"], int(w["width"]))

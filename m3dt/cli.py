@@ -49,6 +49,8 @@ COMMANDS: dict[str, Command] = {
              *_lazy("m3dt.data.cli", "add_data_args", "run_data")),
     "train": ("train a stage or a baseline (backbone | expert | router | baseline | assemble)", *_lazy("m3dt.train.cli")),
     "evaluate": ("roll out a checkpoint on tasks, write per-task normalised scores", *_lazy("m3dt.evaluate.cli")),
+    "import-checkpoint": ("convert an authors' (KongYilun/M3DT) model into a checkpoint `evaluate` reads",
+                          *_lazy("m3dt.train.import_checkpoint")),
     "conflict": ("gradient conflict per parameter group of a checkpoint", *_lazy("m3dt.analysis.conflict_cli")),
     "group": ("partition tasks into expert groups (random | gradient)",
               *_lazy("m3dt.analysis.grouping", "add_group_args", "run_group")),

@@ -132,6 +132,21 @@ def test_metaworld_success_and_score():
     assert row["length"] == length == 500 and row["return"] == pytest.approx(ret, rel=1e-6)
 
 
+def test_metaworld_episode_i_runs_on_goal_i():
+    """As the authors: the 10 evaluation episodes of a Meta-World task use MT1 train tasks 0..9."""
+    import pickle
+
+    import metaworld
+
+    pol = stub_policy(constant(0.0), ["reach-v2"], identity=True)
+    df = evaluate_task(pol, "reach-v2", seed=123, max_steps=1)  # default: the registry's 10 episodes
+    assert len(df) == 10
+    first_states = pol.model.calls[0][0][:, -1, 36:39].numpy()  # (10, 3) goal dims seen at t = 0
+    mt1 = metaworld.MT1("reach-v3", seed=0)
+    want = np.stack([pickle.loads(mt1.train_tasks[i].data)["rand_vec"][-3:] for i in range(10)])
+    np.testing.assert_allclose(first_states, want, atol=1e-6)
+
+
 def test_model_inputs_follow_training_conventions():
     """States normalised, past actions on real dims only, RTG from target minus rewards / scale,
     timesteps, only the last K steps fed, prompt expanded to the batch."""

@@ -173,6 +173,43 @@ def test_collection_is_deterministic(tmp_path, expert_root, pendulum_meta):
             assert not np.array_equal(fa["observations"][:30], other[0]["observations"])
 
 
+def test_metaworld_collection_gives_each_episode_its_own_goal():
+    """Training and prompt episodes each get their own goal variation, which the scripted
+    policy reads from the observation (it reaches that goal)."""
+    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0)
+    episodes = collect_episodes("reach-v2", expert, CollectConfig(episodes=4, n_prompt=2, seed=0, max_steps=150))
+    goals = [tuple(ep["observations"][0, 36:39]) for ep in episodes]
+    assert len(set(goals)) == 6  # 4 training + 2 prompt episodes, 6 goals
+    for ep in episodes:
+        hand = ep["observations"][-1, :3]
+        assert ep["success"].any(), "the scripted policy should reach the goal it observes"
+        assert np.linalg.norm(hand - ep["observations"][0, 36:39]) < 0.05
+
+
+def test_episodes_by_suite_overrides_episodes(tmp_path):
+    cfg = CollectConfig.from_dict({"episodes": 3, "n_prompt": 2, "max_steps": 2,
+                                   "episodes_by_suite": {"ant_dir": 1, "cheetah_vel": 2}})
+    assert [cfg.episodes_for(t) for t in ("reach-v2", "walker-walk", "ant-dir-4", "cheetah-vel-9")] == [3, 3, 1, 2]
+    path = collect_task("ant-dir-0", _untrained_goal_expert("ant-dir-0"), cfg, tmp_path / "ant.h5")
+    with _read(path) as data:
+        assert data.summary()["n_episodes"] == 1 + 2 and int(data.attrs["episodes"]) == 1
+    with pytest.raises(ValueError, match="episodes_by_suite: unknown suite 'antdir'"):
+        CollectConfig.from_dict({"episodes_by_suite": {"antdir": 1000}})
+    with pytest.raises(ValueError, match="episodes_by_suite.dmc: expected an int >= 1"):
+        CollectConfig.from_dict({"episodes_by_suite": {"dmc": 0}})
+
+
+def test_paper_preset_uses_the_authors_episode_counts_per_suite():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    col = yaml.safe_load((root / "workflow" / "presets" / "paper.yaml").read_text())["data"]["collect"]
+    cfg = CollectConfig.from_dict(col)
+    assert {s: cfg.episodes_for(t) for s, t in [("metaworld", "reach-v2"), ("dmc", "walker-walk"),
+                                                 ("ant_dir", "ant-dir-0"), ("cheetah_vel", "cheetah-vel-0")]} \
+        == {"metaworld": 2000, "dmc": 2000, "ant_dir": 1000, "cheetah_vel": 1000}
+
+
 def test_flagged_expert_is_refused(tmp_path, caplog):
     expert = ex.ScriptedExpert("reach-v2", action_noise=0.0,
                                evaluation={"score_mean": 10.0, "threshold": 60.0, "flagged": True})

@@ -183,12 +183,57 @@ def test_padded_actions_beyond_action_dim_are_ignored():
     np.testing.assert_array_equal(first_step(0.0), first_step(-10.0))
 
 
-def test_metaworld_goal_is_observed_and_fixed():
+def _mt1_goal(env_name, i):
+    """The goal position of `MT1(env_name, seed=0).train_tasks[i]` (the last 3 dims of its rand_vec)."""
+    import pickle
+
+    import metaworld
+
+    return np.asarray(pickle.loads(metaworld.MT1(env_name, seed=0).train_tasks[i].data)["rand_vec"][-3:])
+
+
+def test_metaworld_goal_varies_over_reset_seeds_and_is_deterministic():
     env = tasks.make_env("reach-v2", seed=0)
-    a, _ = env.reset(seed=0)
-    b, _ = env.reset(seed=5)
-    assert np.any(a[36:39] != 0)  # goal-observable
-    np.testing.assert_array_equal(a[36:39], b[36:39])  # one fixed goal per task
+    goals, infos = [], []
+    for s in range(10):
+        obs, info = env.reset(seed=s)
+        goals.append(obs[36:39].copy())
+        infos.append(info["goal_index"])
+    assert np.all(np.stack(goals) != 0)  # goal-observable
+    assert len({tuple(g) for g in goals}) == 10  # ten seeds, ten goals
+    assert infos == list(range(10))  # reset(seed=s) uses variation s % 50
+    np.testing.assert_allclose(goals[3], _mt1_goal("reach-v3", 3), atol=1e-6)
+    again, _ = tasks.make_env("reach-v2").reset(seed=3)
+    np.testing.assert_array_equal(again[36:39], goals[3])  # deterministic per seed, across envs
+    assert env.reset(seed=53)[1]["goal_index"] == 3
+    assert env.reset()[1]["goal_index"] == 4  # an unseeded reset moves on to the next goal
+
+
+def test_metaworld_pinned_goal_is_train_task_i():
+    for i in (0, 7, 49):
+        env = tasks.make_env("reach-v2", goal_index=i)
+        for s in (0, 11, 12):
+            obs, info = env.reset(seed=s)
+            assert info["goal_index"] == i
+            np.testing.assert_allclose(obs[36:39], _mt1_goal("reach-v3", i), atol=1e-6)
+    free = tasks.make_env("reach-v2")
+    obs, info = free.reset(seed=5, options={"goal_index": 8})  # per-reset pin
+    assert info["goal_index"] == 8
+    np.testing.assert_allclose(obs[36:39], _mt1_goal("reach-v3", 8), atol=1e-6)
+
+
+@pytest.mark.parametrize("name,goal_index,match", [("reach-v2", 50, "goal_index must be an int in"),
+                                                   ("reach-v2", -1, "goal_index must be an int in"),
+                                                   ("walker-walk", 0, "walker-walk: goal_index=0 given"),
+                                                   ("ant-dir-3", 1, "one fixed goal")])
+def test_goal_index_bad_input(name, goal_index, match):
+    with pytest.raises(ValueError, match=match):
+        tasks.make_env(name, goal_index=goal_index)
+
+
+def test_goal_variations_in_registry():
+    assert tasks.get("reach-v2").goal_variations == 50
+    assert tasks.get("walker-walk").goal_variations == tasks.get("ant-dir-3").goal_variations == 0
 
 
 def test_ant_dir_reward_follows_goal_direction():
@@ -218,6 +263,64 @@ def test_cheetah_vel_reward_peaks_at_target():
     assert reward_at(1.5) > reward_at(0.0)
     assert reward_at(1.5) > reward_at(3.0)
     assert reward_at(1.5) > -0.5
+
+
+def test_ant_dir_reward_terms_match_the_authors_formula():
+    """PEARL / Prompt-DT ant-dir: r = v_torso . (cos t, sin t) - 0.5 |a|^2 + 1 (contact cost
+    0, as their mujoco-py 2.0 data), the survive reward paid on the terminating step too;
+    obs = (qpos[2:], qvel); done when torso z leaves [0.2, 1]."""
+    from m3dt.tasks.envs.locomotion import AntDirEnv
+
+    theta = 2.1
+    env = AntDirEnv(angle=theta)
+    env.reset(seed=3)
+    data, dt = env.unwrapped.data, env.unwrapped.dt
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, 8)
+        before = data.body("torso").xpos.copy()
+        obs, r, terminated, _, info = env.step(a)
+        vel = (data.body("torso").xpos - before)[:2] / dt
+        want = vel @ np.array([np.cos(theta), np.sin(theta)]) - 0.5 * a @ a + 1.0
+        assert r == pytest.approx(want, abs=1e-9) and not terminated
+        np.testing.assert_allclose(obs, np.concatenate([data.qpos[2:], data.qvel]))
+    assert info["reward_contact"] != 0.0  # the simulator has contact forces; the reward ignores them
+    with_contact = AntDirEnv(angle=theta, contact_cost=True)
+    with_contact.reset(seed=3)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, 8)
+        before = with_contact.unwrapped.data.body("torso").xpos.copy()
+        _, r, _, _, info = with_contact.step(a)
+        vel = (with_contact.unwrapped.data.body("torso").xpos - before)[:2] / dt
+        want = vel @ np.array([np.cos(theta), np.sin(theta)]) - 0.5 * a @ a + 1.0 + info["reward_contact"]
+        assert r == pytest.approx(want, abs=1e-9)
+    env.reset(seed=3)
+    qpos, qvel = data.qpos.copy(), data.qvel.copy()
+    qpos[2], qvel[:] = 1.5, 0.0  # torso above 1.0: unhealthy
+    env.unwrapped.set_state(qpos, qvel)
+    before = data.body("torso").xpos.copy()
+    _, r, terminated, _, _ = env.step(np.zeros(8))
+    vel = (data.body("torso").xpos - before)[:2] / dt
+    assert terminated and r == pytest.approx(vel @ np.array([np.cos(theta), np.sin(theta)]) + 1.0, abs=1e-9)
+
+
+def test_cheetah_vel_reward_terms_match_the_authors_formula():
+    """PEARL / Prompt-DT cheetah-vel: r = -|dx/dt - v*| - 0.05 |a|^2, obs = (qpos[1:], qvel,
+    torso com), never terminates, 200-step episodes."""
+    spec = tasks.get("cheetah-vel-7")
+    env = tasks.make_env("cheetah-vel-7", seed=0)
+    raw = env.unwrapped
+    rng = np.random.default_rng(1)
+    for t in range(spec.episode_length):
+        a = rng.uniform(-1, 1, 8)
+        x0 = raw.data.qpos[0]
+        obs, r, terminated, truncated, _ = env.step(a)
+        want = -abs((raw.data.qpos[0] - x0) / raw.dt - spec.goal) - 0.05 * a[:6] @ a[:6]
+        assert r == pytest.approx(want, abs=1e-9) and not terminated
+        assert truncated == (t == spec.episode_length - 1)
+    np.testing.assert_allclose(obs[:20], np.concatenate([raw.data.qpos[1:], raw.data.qvel,
+                                                         raw.data.body("torso").xpos]), rtol=1e-6, atol=1e-6)
+    assert tasks.get("ant-dir-0").episode_length == spec.episode_length == 200
 
 
 def test_cli_prints_registry_csv():

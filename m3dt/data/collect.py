@@ -1,12 +1,17 @@
 """Roll out an expert to build one task's offline dataset (HDF5 via `m3dt.data.store`).
 
-`collect_task` runs `episodes + n_prompt` episodes through `tasks.make_env(task)`, records
+`collect_task` runs `episodes_for(task) + n_prompt` episodes through `tasks.make_env(task)`, records
 the REAL (unpadded) dims -- `obs[:obs_dim]`, `action[:action_dim]` -- and writes them with
 `store.write_task_data`; the last `n_prompt` episodes are the held-out prompt episodes.
 
 Determinism: episode i is reset with `episode_seed(cfg.seed, i)` and its action noise
 comes from `np.random.default_rng([cfg.seed, i])`, so the same seed, expert and config
 give identical data (and any single episode can be regenerated on its own).
+
+Goals: a Meta-World episode's goal is drawn by its reset seed (`m3dt.tasks.envs.metaworld_env`:
+MT1 train task `seed % 50`), so consecutive episodes, prompt episodes included, each get
+their own goal and a task's data covers all 50; the scripted policies read the goal (or
+the object it follows) from the observation.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,10 @@ class CollectConfig:
     """Settings of data collection for one task."""
 
     episodes: int = 2000  #: training episodes per task (N; the paper has up to 2000)
+    #: per-suite override of `episodes` (suite name -> training episodes per task), e.g. the
+    #: authors' data: up to 2000 for metaworld/dmc (TD-MPC2 replay), ~1000 for ant_dir/cheetah_vel
+    #: (Prompt-DT's data); suites not named use `episodes`
+    episodes_by_suite: dict[str, int] = field(default_factory=dict)
     n_prompt: int = 2  #: extra held-out prompt episodes, written last
     seed: int = 0  #: collection seed (episode resets and action noise)
     #: std of Gaussian noise on SAC experts' actions (scripted experts carry their own). Measured
@@ -50,7 +59,18 @@ class CollectConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown CollectConfig keys {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+        cfg = cls(**d)
+        cfg.episodes_by_suite = dict(cfg.episodes_by_suite or {})
+        for suite, n in cfg.episodes_by_suite.items():
+            if suite not in tasks.SUITES:
+                raise ValueError(f"collect.episodes_by_suite: unknown suite {suite!r}; valid: {sorted(tasks.SUITES)}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"collect.episodes_by_suite.{suite}: expected an int >= 1, got {n!r}")
+        return cfg
+
+    def episodes_for(self, task: str) -> int:
+        """Training episodes of `task`: its suite's `episodes_by_suite` entry, else `episodes`."""
+        return int(self.episodes_by_suite.get(tasks.get(task).suite, self.episodes))
 
 
 def check_expert(expert: Expert, allow_flagged: bool, log: logging.Logger | None = None) -> None:
@@ -69,13 +89,13 @@ def check_expert(expert: Expert, allow_flagged: bool, log: logging.Logger | None
 
 
 def collect_episodes(task: str, expert: Expert, cfg: CollectConfig, log: logging.Logger | None = None) -> list[dict]:
-    """The `cfg.episodes + cfg.n_prompt` episodes of `task` as dicts of per-step arrays."""
+    """The `cfg.episodes_for(task) + cfg.n_prompt` episodes of `task` as dicts of per-step arrays."""
     log = log or LOG
     spec = tasks.get(task)
     if expert.task != spec.name:
         raise ValueError(f"expert is bound to {expert.task!r}, not {spec.name!r}")
     noise = cfg.sac_action_noise if expert.kind != "scripted" else 0.0
-    total = cfg.episodes + cfg.n_prompt
+    total = cfg.episodes_for(spec.name) + cfg.n_prompt
     env = tasks.make_env(spec.name)
     episodes: list[dict] = []
     t0 = last = time.perf_counter()
@@ -109,9 +129,10 @@ def collect_task(task: str, expert: Expert, cfg: CollectConfig | None = None,
     out = Path(out_path) if out_path is not None else Path("results/data") / f"{spec.name}.h5"
     t0 = time.perf_counter()
     raw = collect_episodes(spec.name, expert, cfg, log)
+    n_train = cfg.episodes_for(spec.name)
     keys = ("observations", "actions", "rewards", "terminals", "success")
     episodes = [{k: ep[k] for k in keys} for ep in raw]
-    scores = np.array([ep["normalized_score"] for ep in raw[: cfg.episodes]] or [np.nan])
+    scores = np.array([ep["normalized_score"] for ep in raw[:n_train]] or [np.nan])
     attrs = {
         "source": "collect",
         "expert": expert.describe(),
@@ -119,7 +140,7 @@ def collect_task(task: str, expert: Expert, cfg: CollectConfig | None = None,
         "expert_train_steps": int(expert.train_steps),
         "expert_flagged": bool(expert.flagged) if expert.flagged is not None else "unknown",
         "seed": int(cfg.seed),
-        "episodes": int(cfg.episodes),
+        "episodes": int(n_train),
         "n_prompt": int(cfg.n_prompt),
         "action_noise": float(getattr(expert, "action_noise", cfg.sac_action_noise if expert.kind != "scripted" else 0.0)),
         "max_steps": -1 if cfg.max_steps is None else int(cfg.max_steps),
@@ -127,7 +148,7 @@ def collect_task(task: str, expert: Expert, cfg: CollectConfig | None = None,
         "collect_seconds": round(time.perf_counter() - t0, 2),
     }
     path = store.write_task_data(out, spec.name, episodes, n_prompt=cfg.n_prompt, attrs=attrs)
-    log.info("%s: wrote %d + %d prompt episodes (%d steps, data score %.1f) to %s", spec.name, cfg.episodes,
+    log.info("%s: wrote %d + %d prompt episodes (%d steps, data score %.1f) to %s", spec.name, n_train,
              cfg.n_prompt, sum(len(e["rewards"]) for e in episodes), attrs["data_score_mean"], path)
     return Path(path)
 
@@ -141,7 +162,7 @@ def _collect_args(p) -> None:
     p.add_argument("--out-dir", default="results/data", help="writes <out-dir>/<task>.h5")
     p.add_argument("--out", help="output file (only with one task)")
     p.add_argument("--config", help="YAML/JSON file of CollectConfig fields (a `collect:` key is used if present)")
-    p.add_argument("--episodes", type=int, help="override CollectConfig.episodes")
+    p.add_argument("--episodes", type=int, help="override CollectConfig.episodes (and drop episodes_by_suite)")
     p.add_argument("--seed", type=int, help="override CollectConfig.seed")
     p.add_argument("--max-steps", type=int, help="cap episode length (smoke runs)")
     p.add_argument("--allow-flagged", action="store_true", help="use experts flagged below threshold")
@@ -156,6 +177,8 @@ def _collect_run(args) -> int:
     for key in ("episodes", "seed", "max_steps"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    if args.episodes is not None:
+        cfg.episodes_by_suite = {}
     if args.allow_flagged:
         cfg.allow_flagged = True
     if args.out and len(args.tasks) != 1:

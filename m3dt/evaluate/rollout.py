@@ -28,7 +28,8 @@ the results do not depend on `workers`: every task's rollout depends only on the
 the task, the episode count, the seed and the prompt episode.
 
 Per-episode rows (`EPISODE_COLUMNS`): task, suite, seed (the evaluation seed passed in),
-episode (0..n-1), env_seed (= seed + episode, the seed of that environment's reset),
+episode (0..n-1; a Meta-World episode i runs on goal variation i, see `episode_goal`),
+env_seed (= seed + episode, the seed of that environment's reset),
 return (raw), length, success (Meta-World: 1.0 if `info["success"]` was true at any step,
 else 0.0; NaN for the other suites, which have no success notion), normalized_score
 (`TaskSpec.normalized_score`), terminated (the environment terminated before its time
@@ -165,13 +166,21 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
              "terminated": bool(terminated[i])} for i in range(B)]
 
 
+def episode_goal(spec: registry.TaskSpec, episode: int) -> int | None:
+    """The goal variation evaluation episode `episode` is pinned to: goal i for episode i
+    (mod the task's variations) where the task has goal variations (Meta-World, as the
+    authors: episode i on `MT1(env).train_tasks[i]`), None for tasks with one goal."""
+    return episode % spec.goal_variations if spec.goal_variations else None
+
+
 def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: int = 0, *,
                   prompt_episode: int = 0, rtg_target: float | None = None, max_steps: int | None = None,
                   envs: Sequence[Any] | None = None, bf16: bool | str = False) -> pd.DataFrame:
     """Evaluate `policy` on `task`: all episodes as one batch; one row per episode.
 
     episodes: default the registry's `eval_episodes` (10 Meta-World / DMC, 1 ant-dir /
-    cheetah-vel). Environment i is reset with seed `seed + i`. `rtg_target` overrides the
+    cheetah-vel). Environment i is reset with seed `seed + i`; a Meta-World environment i
+    is pinned to goal variation i (`episode_goal`), so the episodes cover goals 0..9. `rtg_target` overrides the
     registry's target; `max_steps` cuts episodes short (benchmarks, tests); `envs` reuses
     already built environments (one per episode) instead of `make_env`. `bf16` (True,
     False or "auto", see `m3dt.train.loop.use_bf16`): the model's forward under bf16
@@ -184,7 +193,7 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
     if n < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if envs is None:
-        envs = [registry.make_env(spec.name) for _ in range(n)]
+        envs = [registry.make_env(spec.name, goal_index=episode_goal(spec, i)) for i in range(n)]
     elif len(envs) != n:
         raise ValueError(f"{spec.name}: {len(envs)} envs given for {n} episodes")
     seeds = [seed + i for i in range(n)]

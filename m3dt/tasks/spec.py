@@ -48,13 +48,17 @@ class SuiteSpec:
     eval_episodes: int
     score_fn: Callable[[float, bool | None], float] = field(repr=False, compare=False)
     description: str = ""
+    #: goal variations an episode of a task can draw (Meta-World: the 50 MT1 train tasks of
+    #: the env, `m3dt.tasks.envs.metaworld_env`); 0: the task has one fixed goal
+    goal_variations: int = 0
 
 
 SUITES: dict[str, SuiteSpec] = {
     s.name: s
     for s in (
         SuiteSpec("metaworld", 500, 4500.0, 1000.0, 10, _score_metaworld,
-                  "Meta-World v3 (authors' v2 names), success rate x 100"),
+                  "Meta-World v3 (authors' v2 names), goal varies per episode, success rate x 100",
+                  goal_variations=50),
         SuiteSpec("dmc", 500, 1000.0, 200.0, 10, _score_dmc,
                   "DeepMind Control, action repeat 2, return / 10"),
         SuiteSpec("ant_dir", 200, 500.0, 500.0, 1, _score_ant_dir,
@@ -93,6 +97,11 @@ class TaskSpec:
     @property
     def suite_spec(self) -> SuiteSpec:
         return SUITES[self.suite]
+
+    @property
+    def goal_variations(self) -> int:
+        """Number of goal variations episodes draw from (0: one fixed goal); see `SuiteSpec`."""
+        return SUITES[self.suite].goal_variations
 
     @property
     def action_mask(self) -> tuple[bool, ...]:

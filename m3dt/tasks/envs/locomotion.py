@@ -1,8 +1,15 @@
 """ant-dir and cheetah-vel (Prompt-DT / PEARL) on gymnasium MuJoCo.
 
+Checked against the authors' environments (Prompt-DT's `mujoco_control_envs`, from PEARL):
+same models (PEARL's ant.xml is gymnasium's plus two visual sites), frame skip 5, reset
+noise (qpos + U(-0.1, 0.1), qvel + 0.1 N(0, 1)), observations, rewards, termination and
+200-step episodes; tests/test_tasks.py checks the reward terms.
+
 ant-dir: `Ant-v5` without contact forces in the observation (27 dims = qpos[2:] + qvel).
-Reward = torso velocity . (cos t, sin t) + Ant-v5's control cost (0.5 |a|^2) and survive
-reward (1); terminates when the torso z leaves [0.2, 1.0] (Ant-v5's defaults equal PEARL's).
+Reward = torso velocity . (cos t, sin t) - 0.5 |a|^2 + 1 (survive reward, paid on every
+step, the terminating one too, as PEARL; Ant-v5's own is 0 on an unhealthy step);
+terminates when the state is not finite or the torso z leaves [0.2, 1.0] (Ant-v5's
+defaults equal PEARL's).
 No contact cost by default, as the authors: their ant-dir (Prompt-DT's, on mujoco-py 2.0)
 computes 5e-4 sum clip(cfrc_ext)^2, but mujoco-py 2.0 reads contact forces as zero, so the
 term was 0 in their data. `AntDirEnv(angle, contact_cost=True)` adds Ant-v5's term back.
@@ -18,6 +25,8 @@ import numpy as np
 
 
 class AntDirEnv(gym.Wrapper):
+    SURVIVE_REWARD = 1.0  # PEARL's constant survive reward
+
     def __init__(self, angle: float, contact_cost: bool = False):
         env = gym.make("Ant-v5", include_cfrc_ext_in_observation=False,
                        max_episode_steps=None, disable_env_checker=True).unwrapped
@@ -29,10 +38,10 @@ class AntDirEnv(gym.Wrapper):
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
         forward = float(info["x_velocity"] * self._direction[0] + info["y_velocity"] * self._direction[1])
-        reward = forward + info["reward_ctrl"] + info["reward_survive"]
+        reward = forward + info["reward_ctrl"] + self.SURVIVE_REWARD
         if self.contact_cost:
             reward += info["reward_contact"]
-        info = dict(info, reward_forward=forward)
+        info = dict(info, reward_forward=forward, reward_survive=self.SURVIVE_REWARD)
         return obs, float(reward), terminated, truncated, info
 
 
