@@ -12,7 +12,12 @@ environment step and keeps one action. Two facts make most of that work redundan
   that token, and the final LayerNorm and action head only on it.
 
 A history shorter than K is fed unpadded (left padding is masked out of every real query's
-attention, so it changes nothing). Works for any model with `decoder_parts()` -> (PromptDT
+attention, so it changes nothing), but at least `MIN_STEPS` timesteps, and the last block
+computes the last `QUERY_TOKENS` tokens: every matmul then has >= 4 rows per sample. CPU
+BLAS takes another kernel for matmuls of fewer than 4 rows, whose rounding differs, and a
+sample's action would then depend on the batch size (episodes leave the batch as they end);
+with >= 4 rows each row's result is the same in any batch, as with the full forward
+(tested). Works for any model with `decoder_parts()` -> (PromptDT
 backbone, the extra FFN-side term of each block): `PromptDT`, `MTDT`, `M3DT` (either block
 form, `PromptDTConfig.ffn_residual`). Results equal `get_action` to fp32 rounding.
 """
@@ -23,9 +28,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from m3dt.models.prompt_dt import PromptDT, Segment, attention_mask
+
+
+MIN_STEPS = 4  # input timesteps fed at least (left-padded; K if smaller): the embeddings' matmuls have >= 4 rows
+QUERY_TOKENS = 8  # tokens computed by the last block (the state token of the last step among them)
 
 
 class Decoder(Protocol):
@@ -76,11 +86,17 @@ def act(model: Decoder, states: Tensor, actions: Tensor, rtg: Tensor, timesteps:
     K = dt.cfg.context_len
     states, actions, rtg, timesteps = (z[:, -K:] for z in (states, actions, rtg, timesteps))
     B, t = timesteps.shape
-    ones = torch.ones(B, t, dtype=torch.long, device=states.device)
-    seg = Segment(states, actions, rtg, timesteps.long(), ones)
+    t_min = min(MIN_STEPS, K)
+    mask = torch.ones(B, max(t, t_min), dtype=torch.long, device=states.device)
+    if t < t_min:  # left padding, masked out as in `get_action`
+        pad = t_min - t
+        mask[:, :pad] = 0
+        states, actions, rtg = (F.pad(z, (0, 0, pad, 0)) for z in (states, actions, rtg))
+        timesteps, t = F.pad(timesteps, (pad, 0)), t_min
+    seg = Segment(states, actions, rtg, timesteps.long(), mask)
     dt._check(seg, "input")
     x = dt.drop(dt.embed_ln(dt._tokens(seg, prompt=False)))  # (B, 3t, C)
-    keys = torch.ones(B, 3 * t, dtype=torch.bool, device=x.device)  # (B, 3t)
+    keys = mask.bool().repeat_interleave(3, dim=1)  # (B, 3t)
     if cache is not None:
         assert len(cache.kv) == len(dt.blocks), f"cache of {len(cache.kv)} layers for {len(dt.blocks)} blocks"
         Bp = cache.keys.shape[0]
@@ -88,12 +104,12 @@ def act(model: Decoder, states: Tensor, actions: Tensor, rtg: Tensor, timesteps:
         keys = torch.cat((cache.keys.expand(B, -1), keys), dim=1)  # (B, Tp + 3t)
     Tp = keys.shape[1] - 3 * t
     allowed = attention_mask(keys)[:, :, Tp:]  # (B, 1, 3t, Tp + 3t): the input tokens' rows
-    s = slice(3 * t - 2, 3 * t - 1)  # the last timestep's state token
+    q = slice(max(0, 3 * t - QUERY_TOKENS), 3 * t)  # the last (up to) QUERY_TOKENS tokens
     last = len(dt.blocks) - 1
     for i, (block, extra) in enumerate(zip(dt.blocks, extras)):
         prefix = cache.kv[i] if cache is not None else None
         if i < last:
             x = block(x, allowed, extra, prefix)  # (B, 3t, C)
         else:
-            x = block(x, allowed[:, :, s], extra, prefix, query=s)  # (B, 1, C)
-    return dt.action_head(x[:, 0])  # (B, act_dim)
+            x = block(x, allowed[:, :, q], extra, prefix, query=q)  # (B, Q, C)
+    return dt.action_head(x)[:, -2]  # (B, act_dim): the last timestep's state token (R, s, a order)
