@@ -21,7 +21,7 @@ the router's share of the step's FLOPs and of its time (the routers' forward + b
 the same tokens, timed alone).
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--dtypes fp32 bf16] [--quick]
-        [--widths 64 128 256] [--moe-width W] [--experts 2 4 8 48] [--grouped E]
+        [--widths 64 128 256] [--moe-width W] [--experts 2 4 8 48] [--grouped E ...]
         [--threads N] [--reps 3] [--csv out.csv] [--profile CASE]
 
 Prints the CPU (or GPU) name and whether bf16 is native. `--profile stage3-E4` prints a
@@ -265,7 +265,8 @@ def main() -> None:
     ap.add_argument("--widths", nargs="+", type=int, default=[64, 128, 256])
     ap.add_argument("--moe-width", type=int, help="width of stages 2 and 3 (default 128 on CPU, 256 on CUDA)")
     ap.add_argument("--experts", nargs="+", type=int, default=[2, 4, 8, 48])
-    ap.add_argument("--grouped", type=int, default=0, help="also time stage 2 with E experts grouped vs separate")
+    ap.add_argument("--grouped", nargs="*", type=int, default=[], help="also time stage 2 with E experts grouped "
+                    "vs E separate steps, for each E given")
     ap.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--reps", type=int, default=3)
@@ -306,8 +307,7 @@ def main() -> None:
         print(f"matmul {dtype} peak ({big}^3): {peak[dtype] / 1e9:.0f} GFLOP/s")
 
     rows = [bench_case(c, device, dtype, reps, peak[dtype]) for c in cases for dtype in args.dtypes]
-    if args.grouped:
-        rows += [grouped_vs_separate(args.grouped, moe_w, device, dtype, reps) for dtype in args.dtypes]
+    rows += [grouped_vs_separate(E, moe_w, device, dtype, reps) for E in args.grouped for dtype in args.dtypes]
     df = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print(df.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
