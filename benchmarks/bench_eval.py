@@ -13,13 +13,19 @@ paper's 1.47M model by default; 6 layers, 8 heads, K = 20, prompt 5), in the sam
          its returns are checked to equal the batched ones;
 - seq:   `evaluate_task` one episode at a time (batch 1; same code, no batching);
 - bf16:  `evaluate_task(..., bf16=True)` on the same batch: bf16 autocast of the model
-         (`evaluation.bf16`); bf16_vs_fp32 = its steps/s / the fp32 eval's steps/s.
+         (`evaluation.bf16`); bf16_vs_fp32 = its steps/s / the fp32 eval's steps/s;
+- full:  `evaluate_task(..., full_forward=True)`: the whole model at every step
+         (`get_action`) instead of the forward that computes only what the action uses
+         (`m3dt.models.inference`); cached_vs_full = eval steps/s / full steps/s (the
+         returns are checked to agree).
+
+`--experts E` benchmarks an untrained M3DT with E experts (dense router) instead of Prompt-DT.
 
 E = 10 for every task by default (the registry uses 1 for ant-dir and cheetah-vel), so that
 batching shows on every suite. torch runs single-threaded as in evaluation workers.
 
     python benchmarks/bench_eval.py [--tasks reach-v2 ...] [--width 128] [--episodes 10]
-                                    [--max-steps N] [--threads 1] [--skip-naive]
+                                    [--max-steps N] [--threads 1] [--skip-naive] [--experts E]
 """
 
 from __future__ import annotations
@@ -33,17 +39,18 @@ import torch
 
 from m3dt import tasks
 from m3dt.evaluate import evaluate_task
-from m3dt.models import PromptDT, PromptDTConfig
+from m3dt.models import M3DT, MoEConfig, PromptDT, PromptDTConfig
 from m3dt.policy import Policy, model_spec
 
 DEFAULT_TASKS = ["reach-v2", "cartpole-balance", "cheetah-vel-0", "ant-dir-0"]
 
 
-def make_policy(names: list[str], width: int, seed: int = 0) -> Policy:
+def make_policy(names: list[str], width: int, seed: int = 0, experts: int = 0) -> Policy:
     torch.manual_seed(seed)
     n_head = 8 if width % 8 == 0 else 1
     cfg = PromptDTConfig(width=width, n_head=n_head)
-    model = PromptDT(cfg).eval()
+    moe = MoEConfig(n_experts=experts) if experts else None
+    model = (M3DT(cfg, moe) if moe else PromptDT(cfg)).eval()
     rng = np.random.default_rng(seed)
     stats, prompts = {}, {}
     for n in names:
@@ -55,7 +62,7 @@ def make_policy(names: list[str], width: int, seed: int = 0) -> Policy:
                        "rtg": np.full((1, L, 1), 0.1, np.float32),
                        "timesteps": np.arange(spec.episode_length - L, spec.episode_length)[None],
                        "mask": np.ones((1, L), np.float32)}]
-    return Policy(model, model_spec("prompt_dt", cfg), names, stats, prompts)
+    return Policy(model, model_spec("m3dt" if moe else "prompt_dt", cfg, moe), names, stats, prompts)
 
 
 def sim_only(envs, seeds, lengths, seed: int) -> float:
@@ -133,6 +140,11 @@ def bench_task(policy: Policy, task: str, E: int, seed: int, max_steps: int | No
     df16 = evaluate_task(policy, task, E, seed, envs=envs, max_steps=max_steps, bf16=True)
     row["bf16_sps"] = int(df16["length"].sum()) / (time.perf_counter() - t0)
     row["bf16_vs_fp32"] = row["bf16_sps"] / row["eval_sps"]
+    t0 = time.perf_counter()
+    dff = evaluate_task(policy, task, E, seed, envs=envs, max_steps=max_steps, full_forward=True)
+    row["full_sps"] = steps / (time.perf_counter() - t0)
+    row["cached_vs_full"] = row["eval_sps"] / row["full_sps"]
+    assert dff["length"].tolist() == lengths, f"{task}: full-forward lengths differ"
     if naive:
         t0 = time.perf_counter()
         res = [naive_episode(policy, task, envs[i], seeds[i], max_steps) for i in range(E)]
@@ -158,12 +170,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--experts", type=int, default=0, help="M3DT with this many experts (0: Prompt-DT)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names = list(tasks.resolve(args.tasks))
-    policy = make_policy(names, args.width, args.seed)
+    policy = make_policy(names, args.width, args.seed, args.experts)
     n_params = sum(q.numel() for q in policy.model.parameters())
-    print(f"Prompt-DT width {args.width} ({n_params / 1e6:.2f}M params), {args.episodes} episodes per task, "
+    kind = f"M3DT E={args.experts}" if args.experts else "Prompt-DT"
+    print(f"{kind} width {args.width} ({n_params / 1e6:.2f}M params), {args.episodes} episodes per task, "
           f"torch threads {args.threads}")
     rows = [bench_task(policy, n, args.episodes, args.seed, args.max_steps, not args.skip_naive) for n in names]
     df = pd.DataFrame(rows)
@@ -177,6 +191,9 @@ def main() -> None:
     t_bf16 = (df["steps"] / df["bf16_sps"]).sum()  # bf16 episodes may end at other steps: time at its rate
     print(f"bf16 autocast: {tot['steps'] / t_bf16:.0f} steps/s, {tot['t_eval'] / t_bf16:.2f}x the fp32 evaluation, "
           f"model overhead {100 * (1 - tot['t_sim'] / t_bf16):.1f}%")
+    t_full = (df["steps"] / df["full_sps"]).sum()
+    print(f"evaluation forward (prompt cache, last token) vs the full forward: {t_full / tot['t_eval']:.2f}x "
+          f"({tot['steps'] / t_full:.0f} steps/s full)")
     if not args.skip_naive:
         t_naive = (df["steps"] / df["naive_sps"]).sum()
         t_seq = (df["steps"] / df["seq_sps"]).sum()

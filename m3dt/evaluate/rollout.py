@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 
 from m3dt import tasks as registry
-from m3dt.models import M3DT, PromptDT
+from m3dt.models import M3DT, PromptDT, inference
 from m3dt.policy import Policy, load_policy
 from m3dt.train.loop import use_bf16
 
@@ -70,13 +70,15 @@ def _model_cfg(model: torch.nn.Module, key: str) -> int | None:
 
 
 def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int], *, prompt_episode: int = 0,
-            rtg_target: float | None = None, max_steps: int | None = None) -> list[dict[str, Any]]:
+            rtg_target: float | None = None, max_steps: int | None = None,
+            full_forward: bool = False) -> list[dict[str, Any]]:
     """Roll out one episode in each of `envs` (all of `task`) as one batch; one dict per env.
 
     `envs` are padded environments (`m3dt.tasks.make_env`) or anything with the same
     `reset(seed=) -> (obs39, info)` / `step(action8) -> (obs39, r, terminated, truncated,
     info)` interface; env i is reset with `seeds[i]`. Episodes last at most
-    `max_steps` (default: the task's episode length).
+    `max_steps` (default: the task's episode length). `full_forward`: run the whole model at
+    every step (`get_action`, the reference form) instead of `m3dt.models.inference`.
     """
     spec = registry.get(task)
     name = spec.name
@@ -122,6 +124,11 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
     terminated = np.zeros(B, bool)
     active = np.arange(B)
     act8 = np.zeros(ACT, np.float64)  # the padded action sent to the env (zeros beyond action_dim)
+    # Models with `decoder_parts` (Prompt-DT, MTDT, M3DT) compute only what the action uses
+    # (`m3dt.models.inference`: the prompt's keys/values once per episode batch, the last
+    # block and head on one token); the others, and `full_forward`, run `get_action`.
+    cached = hasattr(model, "decoder_parts") and not full_forward
+    kv_cache = inference.prompt_cache(model, prompt) if cached else None
     prompt_cache: dict[int, Any] = {}
     for t in range(T):
         lo = max(0, t + 1 - K)
@@ -135,9 +142,13 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
         if not on_cpu:
             x = tuple(z.to(dev, non_blocking=True) for z in x)
             steps = steps.to(dev)
-        if prompt is not None and b not in prompt_cache:
-            prompt_cache[b] = prompt if broadcasts else tuple(p.expand(b, *p.shape[1:]).contiguous() for p in prompt)
-        action = model.get_action(x[0], x[1], x[2], steps, prompt_cache.get(b))  # (b, 8)
+        if cached:
+            action = inference.act(model, x[0], x[1], x[2], steps, kv_cache)  # (b, 8)
+        else:
+            if prompt is not None and b not in prompt_cache:
+                prompt_cache[b] = prompt if broadcasts else tuple(p.expand(b, *p.shape[1:]).contiguous()
+                                                                  for p in prompt)
+            action = model.get_action(x[0], x[1], x[2], steps, prompt_cache.get(b))  # (b, 8)
         action = action[:, :ad].float().cpu().numpy()  # (b, action_dim)
         A[active, t, :ad] = action
         done = np.zeros(b, bool)
@@ -175,7 +186,8 @@ def episode_goal(spec: registry.TaskSpec, episode: int) -> int | None:
 
 def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: int = 0, *,
                   prompt_episode: int = 0, rtg_target: float | None = None, max_steps: int | None = None,
-                  envs: Sequence[Any] | None = None, bf16: bool | str = False) -> pd.DataFrame:
+                  envs: Sequence[Any] | None = None, bf16: bool | str = False,
+                  full_forward: bool = False) -> pd.DataFrame:
     """Evaluate `policy` on `task`: all episodes as one batch; one row per episode.
 
     episodes: default the registry's `eval_episodes` (10 Meta-World / DMC, 1 ant-dir /
@@ -185,6 +197,7 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
     already built environments (one per episode) instead of `make_env`. `bf16` (True,
     False or "auto", see `m3dt.train.loop.use_bf16`): the model's forward under bf16
     autocast (faster where bf16 is native; scores differ from fp32 only by rounding).
+    `full_forward`: the reference forward at every step (see `rollout`; benchmarks, tests).
     Columns: `EPISODE_COLUMNS` (see the module docstring).
     """
     spec = registry.get(task)
@@ -207,7 +220,7 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
         with torch.inference_mode(), torch.random.fork_rng(devices=cuda), amp:
             torch.manual_seed(seed)  # only stochastic models (top-k eval noise) draw from it
             results = rollout(policy, spec.name, envs, seeds, prompt_episode=prompt_episode,
-                              rtg_target=rtg_target, max_steps=max_steps)
+                              rtg_target=rtg_target, max_steps=max_steps, full_forward=full_forward)
     finally:
         model.train(was_training)
     rows = [{"task": spec.name, "suite": spec.suite, "seed": int(seed), "episode": i, "env_seed": seeds[i], **r}

@@ -30,7 +30,7 @@ that must update only some experts of a bank.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -97,15 +97,24 @@ class M3DT(nn.Module):
 
         `routing`/`expert` default to the ones set by `set_routing` ("router").
         """
+        extras = self.decoder_parts(routing, expert)[1]
+        x, allowed = self.backbone.embed(states, actions, rtg, timesteps, attn_mask, prompt)
+        for block, extra in zip(self.backbone.blocks, extras):
+            x = block(x, allowed, extra)  # (B, T', C)
+        return self.backbone.head(x, timesteps.shape[1])
+
+    def decoder_parts(
+        self, routing: str | None = None, expert: int | Tensor | None = None
+    ) -> tuple[PromptDT, list[Callable[[Tensor], Tensor] | None]]:
+        """The backbone and each block's MoE term under `routing` (default: `set_routing`'s);
+        what `forward` and `m3dt.models.inference` run."""
         if routing is None:
             routing = self.routing
             expert = self.expert if expert is None else expert
         self._check_routing(routing, expert)
-        x, allowed = self.backbone.embed(states, actions, rtg, timesteps, attn_mask, prompt)
-        for block, moe in zip(self.backbone.blocks, self.moes):
-            extra = None if routing == "none" else (lambda y, moe=moe: moe(y, routing, expert))
-            x = block(x, allowed, extra)  # (B, T', C)
-        return self.backbone.head(x, timesteps.shape[1])
+        if routing == "none":
+            return self.backbone, [None] * len(self.moes)
+        return self.backbone, [lambda y, moe=moe: moe(y, routing, expert) for moe in self.moes]
 
     get_action = PromptDT.get_action
     loss = staticmethod(masked_action_loss)

@@ -104,13 +104,21 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
         """x (B, T, C); allowed (B, 1, T, T) bool, True where query t may attend key t'."""
+        return self.attend(*self.qkv(x), allowed)
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, C) -> queries, keys, values, each (B, nh, T, hs)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        return tuple(z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # type: ignore
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+        """q (B, nh, Tq, hs), k and v (B, nh, Tk, hs), allowed (B, 1, Tq, Tk) -> (B, Tq, C)."""
+        B, nh, Tq, hs = q.shape
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        )  # (B, nh, Tq, hs)
+        y = y.transpose(1, 2).contiguous().view(B, Tq, nh * hs)  # (B, Tq, C)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -152,9 +160,29 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.width)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, allowed: Tensor, extra: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        h = x + self.attn(self.ln_1(x), allowed)  # (B, T, C)
-        y = self.ln_2(h)  # (B, T, C)
+    def forward(
+        self,
+        x: Tensor,
+        allowed: Tensor,
+        extra: Callable[[Tensor], Tensor] | None = None,
+        prefix: tuple[Tensor, Tensor] | None = None,
+        query: slice | None = None,
+    ) -> Tensor:
+        """x (B, T, C) -> (B, Tq, C); allowed (B, 1, Tq, Tp + T).
+
+        Inference shortcuts (`m3dt.models.inference`), exact: `prefix` = cached keys and
+        values (Bp, nh, Tp, hs) of tokens that precede x (the prompt), Bp in (1, B); `query`
+        = the tokens of x whose output is wanted (default all: Tq = T).
+        """
+        a = self.ln_1(x)  # (B, T, C)
+        q, k, v = self.attn.qkv(a)  # 3 x (B, nh, T, hs)
+        if prefix is not None:
+            B = x.shape[0]
+            k, v = (torch.cat((p.expand(B, -1, -1, -1), z), dim=2) for p, z in zip(prefix, (k, v)))  # (B, nh, Tp+T, hs)
+        if query is not None:
+            q, x = q[:, :, query], x[:, query]  # (B, nh, Tq, hs), (B, Tq, C)
+        h = x + self.attn.attend(q, k, v, allowed)  # (B, Tq, C)
+        y = self.ln_2(h)  # (B, Tq, C)
         out = (y if self.normed_residual else h) + self.mlp(y)
         if extra is not None:
             out = out + extra(y)
@@ -243,10 +271,18 @@ class PromptDT(nn.Module):
     def head(self, x: Tensor, K: int) -> Tensor:
         """Final LayerNorm and action head on the last K timesteps: (B, T', C) -> (B, K, act_dim)."""
         B = x.shape[0]
-        x = self.ln_f(x[:, -3 * K :])  # (B, 3K, C)
-        s = x.view(B, K, 3, -1)[:, :, 1]  # (B, K, C): the state tokens
-        a = self.predict_action(s)  # (B, K, act_dim)
+        s = x[:, -3 * K :].view(B, K, 3, -1)[:, :, 1]  # (B, K, C): the state tokens
+        return self.action_head(s)  # (B, K, act_dim)
+
+    def action_head(self, s: Tensor) -> Tensor:
+        """Final LayerNorm, Linear and tanh on state tokens: (..., C) -> (..., act_dim)."""
+        a = self.predict_action(self.ln_f(s))  # (..., act_dim)
         return torch.tanh(a) if self.cfg.action_tanh else a
+
+    def decoder_parts(self) -> tuple[PromptDT, list[Callable[[Tensor], Tensor] | None]]:
+        """This backbone and the extra FFN-side term of each block (none for Prompt-DT);
+        what `m3dt.models.inference` runs."""
+        return self, [None] * self.cfg.n_layer
 
     def forward(
         self,
