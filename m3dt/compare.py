@@ -1,8 +1,8 @@
 """`python -m m3dt compare RESULTS_DIR REFERENCE_DIR`: a finished run beside the reference results.
 
-Every CSV under REFERENCE_DIR (figures' plotted numbers, tables' cells, `experts.csv`, the
-single-task table; files listed in `SKIP` are provenance, not numbers) is matched with the
-file at the same relative path under RESULTS_DIR. Rows are matched on their key columns (every
+The published CSVs under REFERENCE_DIR (`COMPARED`: the figures' plotted numbers, the
+tables' cells including the single-task table, and `data/experts.csv`) are each matched with
+the file at the same relative path under RESULTS_DIR. Rows are matched on their key columns (every
 column that is not a compared value: model, n_tasks, width, task, ...); each value column is
 printed as ours, reference, difference and tolerance. A difference exceeds its tolerance when
 
@@ -35,7 +35,8 @@ NOT_VALUES = {"std", "n_seeds", "n_covered", "n_episodes", "paper", "paper_appro
 #: columns that identify a row, even when numeric
 KEY_COLUMNS = {"kind", "row", "model", "n_tasks", "width", "n_experts", "grouping", "router", "step", "task",
                "suite", "scope", "group", "metric", "expert_kind", "status", "source", "prompt", "x", "n"}
-SKIP = {"MANIFEST", "budget.csv"}
+#: what is compared, relative to both folders (a reference folder mirrors a results folder)
+COMPARED = ("figures/*.csv", "tables/*.csv", "data/experts.csv")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def compare_dirs(results: Path, reference: Path) -> tuple[list[Cell], list[str]]
     if not results.is_dir():
         raise FileNotFoundError(f"{results}: results folder not found")
     cells, problems = [], []
-    ref_files = sorted(p for p in reference.rglob("*.csv") if p.name not in SKIP)
+    ref_files = sorted({p for pattern in COMPARED for p in reference.glob(pattern)})
     if not ref_files:
         raise FileNotFoundError(f"{reference}: no CSV files to compare against")
     for ref_path in ref_files:
