@@ -238,7 +238,7 @@ def test_grouped_equals_each_expert_alone():
 
 def test_topk_router_keeps_k_gates():
     torch.manual_seed(0)
-    r = NoisyTopKRouter(16, 8, top_k=3)
+    r = NoisyTopKRouter(16, 8, top_k=3, eval_noise=False)
     y = torch.randn(4, 10, 16)
     for train in (True, False):
         r.train(train)
@@ -247,11 +247,27 @@ def test_topk_router_keeps_k_gates():
         assert ((g > 0).sum(-1) == 3).all()
         torch.testing.assert_close(g.sum(-1), torch.ones(4, 10))
     r.eval()
-    torch.testing.assert_close(r(y), r(y))  # no noise at evaluation
+    torch.testing.assert_close(r(y), r(y))  # eval_noise=False: no noise at evaluation
     moe = MoE(MoEConfig(n_experts=8, router="topk", top_k=3), 16).eval()
     g = moe.router(y)
     for mode in ("loop", "bmm"):
         torch.testing.assert_close(moe.experts.mix(y, g, mode), moe.experts.mix(y, g, "einsum"), rtol=1e-5, atol=1e-6)
+
+
+def test_topk_router_adds_noise_at_evaluation_by_default():
+    """The authors' noisy top-k router draws its noise in eval mode too."""
+    assert MoEConfig(router="topk").topk_eval_noise
+    moe = MoE(MoEConfig(n_experts=8, router="topk", top_k=3), 16).eval()
+    torch.nn.init.normal_(moe.router.noise_linear.weight, std=1.0)  # noise of the size of the logits
+    y = torch.randn(4, 10, 16)
+    torch.manual_seed(1)
+    a = moe.router(y)
+    b = moe.router(y)
+    assert not torch.equal(a, b)  # fresh noise per call
+    torch.manual_seed(1)
+    torch.testing.assert_close(moe.router(y), a, rtol=0, atol=0)  # and seeded
+    quiet = MoE(MoEConfig(n_experts=8, router="topk", top_k=3, topk_eval_noise=False), 16).eval()
+    torch.testing.assert_close(quiet.router(y), quiet.router(y), rtol=0, atol=0)
 
 
 def test_dense_router_shape():
@@ -436,6 +452,7 @@ def test_topk_m3dt_runs_in_all_modes():
     outs = []
     for mode in ("loop", "bmm", "einsum"):
         m = m3dt(n_experts=6, router="topk", top_k=2, mode=mode)
+        torch.manual_seed(7)  # the same gate noise (drawn at evaluation too) in every mode
         outs.append(m(*segment(B, K), prompt=segment(B, KP, seed=1)))
     for o in outs[1:]:
         torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-6)
