@@ -83,6 +83,8 @@ def test_backbone_is_gpt2_and_m3dt_switches_to_the_authors_block(pipeline):
     assert load_policy(pipeline["backbone"]).spec["dt"]["ffn_residual"] == "stream"
     for stage in ("init", "final"):
         assert load_policy(pipeline[stage]).spec["dt"]["ffn_residual"] == "normed", stage
+    pol = load_policy(pipeline["final"])  # prompt returns travel with the checkpoint (evaluation's "best" prompt)
+    assert set(pol.prompt_returns) == set(TASKS) and all(len(r) == 2 for r in pol.prompt_returns.values())
 
 
 def test_policy_acts_on_every_task(pipeline):
