@@ -38,7 +38,9 @@ E_COUNTS = [int(e) for e in EXP["expert_counts"]]
 E_TASK_COUNTS = [int(n) for n in EXP["expert_task_counts"]]
 N_MAX = max(E_TASK_COUNTS)  # task count of Figs. 7, 9, 12 and Table 2
 B_DENSE = int(STEPS["dense"])  # how long stage 1 and the dense baselines train
-B_STEPS = sorted({int(b) for b in EXP["backbone_checkpoints"]} | {B_DENSE})  # kept (Fig. 7)
+B_STEPS = sorted(
+    {int(b) for b in EXP["backbone_checkpoints"]} | {B_DENSE}
+)  # kept (Fig. 7)
 # the stage-1 step the main M3DT runs are built on (paper 400k; null: steps.dense)
 B_MAIN = int(EXP.get("m3dt_backbone_step") or B_DENSE)
 GROUPINGS = list(EXP["groupings"])
