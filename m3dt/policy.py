@@ -9,7 +9,9 @@ Every checkpoint the trainer writes carries, in `meta`:
 - `stats`: `{task: (mean, std)}` of the training states, real dims (float32 lists);
 - `prompts`: `{task: [prompt, ...]}`, each prompt a dict of numpy arrays of batch 1 in
   `Segment` order (`states, actions, rtg, timesteps, mask`), from the task's held-out
-  prompt episodes; empty for MTDT.
+  prompt episodes; empty for MTDT;
+- `prompt_returns`: `{task: [return, ...]}`, the return of each of those prompt episodes
+  (evaluation's default prompt is the higher-return one, as the authors' `get_prompt(index=-1)`).
 
 `load_policy(checkpoint)` turns that into a `Policy`, which is all `m3dt.evaluate` uses, so
 a checkpoint is self-contained: evaluating it needs neither the data files nor the config.
@@ -23,12 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+log = logging.getLogger("m3dt.policy")
+
 MODEL_KINDS = ("prompt_dt", "mtdt", "m3dt", "harmodt")
 PROMPT_KEYS = ("states", "actions", "rtg", "timesteps", "mask")
+BEST = "best"  # prompt episode choice: the higher-return prompt episode (the authors' evaluation)
 
 
 def model_spec(kind: str, dt: Any, moe: Any = None, harmo: Any = None) -> dict[str, Any]:
@@ -77,7 +84,8 @@ def policy_meta(spec: Mapping[str, Any], sampler: Any, tasks: Sequence[str], use
     """The checkpoint `meta` entries of this module (see the module docstring)."""
     stats = {t: tuple(np.asarray(a, np.float32).tolist() for a in sampler.stats(t)) for t in tasks}
     return {"model_spec": dict(spec), "tasks": list(tasks), "stats": stats,
-            "prompts": prompts_from_sampler(sampler, tasks) if use_prompt else {}}
+            "prompts": prompts_from_sampler(sampler, tasks) if use_prompt else {},
+            "prompt_returns": {t: sampler.prompt_returns(t) for t in tasks} if use_prompt else {}}
 
 
 @dataclass
@@ -90,6 +98,7 @@ class Policy:
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # real dims: (obs_dim,), (obs_dim,)
     prompts: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
     source: str = ""
+    prompt_returns: dict[str, list[float]] = field(default_factory=dict)  # return of each prompt episode
 
     @property
     def device(self) -> torch.device:
@@ -100,11 +109,29 @@ class Policy:
             raise KeyError(f"{self.source or 'policy'} was not trained on task {task!r}; "
                            f"it knows {len(self.tasks)} tasks: {self.tasks[:8]}{' ...' if len(self.tasks) > 8 else ''}")
 
-    def prompt(self, task: str, episode: int = 0) -> tuple[Tensor, ...] | None:
-        """The task's prompt (batch 1, `Segment` order) on the model's device; None for MTDT."""
+    def prompt_episode(self, task: str, episode: int | str = BEST) -> int:
+        """The index of a prompt episode: `episode` itself, or for "best" the one with the highest
+        return (the last of equal ones, as the authors' `argsort(returns)[-1]`). A checkpoint
+        without `prompt_returns` (written before they were stored) falls back to episode 0,
+        with a warning."""
+        if episode != BEST:
+            return int(episode)
+        returns = self.prompt_returns.get(task)
+        if not returns:
+            log.warning("%s: no prompt returns stored for %s; using prompt episode 0 (not the best)",
+                        self.source or "policy", task)
+            return 0
+        return len(returns) - 1 - int(np.argmax(np.asarray(returns, np.float64)[::-1]))
+
+    def prompt(self, task: str, episode: int | str = BEST) -> tuple[Tensor, ...] | None:
+        """The task's prompt (batch 1, `Segment` order) on the model's device; None for MTDT.
+        `episode`: an index into the task's prompt episodes, or "best" (the highest return)."""
         self.check_task(task)
         if self.spec.get("kind") == "mtdt" or not self.prompts:
             return None
+        if not (episode == BEST or isinstance(episode, (int, np.integer))):
+            raise ValueError(f"prompt episode must be an index or {BEST!r}, got {episode!r}")
+        episode = self.prompt_episode(task, episode)
         eps = self.prompts[task]
         if not 0 <= episode < len(eps):
             raise IndexError(f"task {task!r} has {len(eps)} prompt episodes, not {episode + 1}")
@@ -139,4 +166,4 @@ def load_policy(checkpoint: str | Path, device: str | torch.device = "cpu") -> P
         model.set_routing(meta.get("routing", "router"))
     stats = {t: (np.asarray(m, np.float32), np.asarray(s, np.float32)) for t, (m, s) in meta["stats"].items()}
     return Policy(model, dict(meta["model_spec"]), list(meta["tasks"]), stats, dict(meta.get("prompts", {})),
-                  str(checkpoint))
+                  str(checkpoint), {t: list(map(float, r)) for t, r in meta.get("prompt_returns", {}).items()})

@@ -230,7 +230,7 @@ def test_per_task_gradients_match_the_manual_average(clip):
     model.eval()
     tasks = ["task-a", "task-b"]
     grads = per_task_gradients(model, lambda t: toy_batches(t, scale=5.0), toy_loss, tasks, n_batches=4,
-                               grad_clip=clip)
+                               grad_clip=clip, train_mode=False)  # the manual reference runs in eval mode
     groups = parameter_groups(model)
     for task in tasks:
         ref = manual_average(model, toy_batches(task, scale=5.0)[:4], clip)
@@ -267,12 +267,30 @@ def test_per_task_gradients_make_no_update_and_restore_state():
 def test_eval_mode_is_deterministic_and_train_mode_uses_dropout():
     torch.manual_seed(2)
     model = Toy()
-    a = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2)
-    b = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2)
+    a = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2, train_mode=False)
+    b = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2, train_mode=False)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.manual_seed(3)
     c = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2, train_mode=True)
     assert not torch.allclose(a["a"]["mlp"], c["a"]["mlp"])
+
+
+def test_gradients_are_taken_in_train_mode_by_default():
+    """As the authors' update_gradient: dropout on unless train_mode=False."""
+    torch.manual_seed(2)
+    model = Toy().eval()
+    seen = []
+
+    def loss(m, batch):
+        seen.append(m.training)
+        return toy_loss(m, batch)
+
+    torch.manual_seed(3)
+    d = per_task_gradients(model, toy_batches, loss, ["a"], n_batches=2)
+    assert seen and all(seen) and not model.training  # train mode while measuring, restored after
+    torch.manual_seed(3)
+    c = per_task_gradients(model, toy_batches, toy_loss, ["a"], n_batches=2, train_mode=True)
+    torch.testing.assert_close(d, c, rtol=0, atol=0)
 
 
 def test_per_task_gradients_needs_enough_batches():

@@ -43,11 +43,14 @@ def synthetic_prompts(names, n_episodes=2, length=2, seed=0):
                  "mask": np.ones((1, length), np.float32)} for _ in range(n_episodes)] for n in names}
 
 
+PROMPT_RETURNS = [3.0, 7.0]  # prompt episode 1 has the higher return: "best"
+
+
 def tiny_policy(names=TASKS, seed=0):
     torch.manual_seed(seed)
     model = PromptDT(TINY).eval()
     return Policy(model, model_spec("prompt_dt", TINY), list(names), synthetic_stats(names, seed),
-                  synthetic_prompts(names, seed=seed))
+                  synthetic_prompts(names, seed=seed), prompt_returns={n: PROMPT_RETURNS for n in names})
 
 
 class StubModel(nn.Module):
@@ -67,7 +70,7 @@ class StubModel(nn.Module):
 
 def stub_policy(fn, names, K=4, identity=False, prompts=True):
     return Policy(StubModel(fn, K), {"kind": "prompt_dt"}, list(names), synthetic_stats(names, identity=identity),
-                  synthetic_prompts(names) if prompts else {})
+                  synthetic_prompts(names) if prompts else {}, prompt_returns={n: PROMPT_RETURNS for n in names})
 
 
 def constant(value):
@@ -147,17 +150,21 @@ def test_metaworld_episode_i_runs_on_goal_i():
     np.testing.assert_allclose(first_states, want, atol=1e-6)
 
 
-def test_model_inputs_follow_training_conventions():
-    """States normalised, past actions on real dims only, RTG from target minus rewards / scale,
-    timesteps, only the last K steps fed, prompt expanded to the batch."""
+@pytest.mark.parametrize("history", ["full", "masked"])
+def test_model_inputs_follow_training_conventions(history):
+    """States normalised, past actions (all 8 predicted dims, as the authors, or the real dims
+    only), RTG from target minus rewards / scale, timesteps, only the last K steps fed, the
+    higher-return prompt expanded to the batch."""
     name, B, steps, K = "cartpole-balance", 2, 7, 4  # obs 5, action 1, RTG 1000 / 200
     spec = tasks.get(name)
     pol = stub_policy(lambda s, a, r, t: torch.tanh(s[:, -1, :8] * 3 + 0.1), [name], K=K)
-    evaluate_task(pol, name, episodes=B, seed=3, max_steps=steps)
+    kw = {} if history == "full" else {"action_history": "masked"}  # full is the default
+    evaluate_task(pol, name, episodes=B, seed=3, max_steps=steps, **kw)
     calls = pol.model.calls
     assert len(calls) == steps
     mean, std = pol.stats[name]
-    prompt = pol.prompt(name, 0)
+    prompt = pol.prompt(name, 1)  # the higher-return prompt episode
+    assert not torch.equal(prompt[0], pol.prompt(name, 0)[0])
     for i in range(B):  # replay env i by hand with the actions the model gave it
         env = tasks.make_env(name)
         obs, _ = env.reset(seed=3 + i)
@@ -171,14 +178,18 @@ def test_model_inputs_follow_training_conventions():
             np.testing.assert_allclose(s[i].numpy(), np.stack(states[lo:]), rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(r[i, :, 0].numpy(), rtgs[lo:], rtol=1e-6)
             assert ts[i].tolist() == list(range(lo, t + 1))
-            hist = np.zeros((t + 1 - lo, 8), np.float32)
-            hist[:-1, 0] = acts[lo:t]
-            np.testing.assert_array_equal(a[i].numpy(), hist)  # zeros beyond action_dim and at the current step
+            hist = np.zeros((t + 1 - lo, 8), np.float32)  # zeros at the current step
+            if t > lo:
+                hist[:-1] = np.stack(acts[lo:t])
+            if history == "masked":
+                hist[:, 1:] = 0.0  # zeros beyond action_dim
+            np.testing.assert_allclose(a[i].numpy(), hist, rtol=1e-6, atol=1e-7)
+            assert history == "masked" or t == 0 or np.abs(a[i, :-1, 1:].numpy()).sum() > 0
             for q, ref in zip(p, prompt):
                 assert q.shape[0] == B and torch.equal(q[i], ref[0])
-            action = float(torch.tanh(s[i, -1, :8] * 3 + 0.1)[0])
+            action = torch.tanh(s[i, -1, :8] * 3 + 0.1).numpy()  # (8,): the model's full prediction
             acts.append(action)
-            obs, reward, *_ = env.step(np.pad([action], (0, 7)))
+            obs, reward, *_ = env.step(np.pad(action[:1], (0, 7)))  # the env gets the real dim only
             rtgs.append(rtgs[-1] - reward / spec.rtg_scale)
 
 
@@ -314,7 +325,22 @@ def test_summary_math(tmp_path):
 def policy_meta(pol):
     return {"model_spec": pol.spec, "tasks": pol.tasks,
             "stats": {t: tuple(np.asarray(a).tolist() for a in pol.stats[t]) for t in pol.tasks},
-            "prompts": pol.prompts}
+            "prompts": pol.prompts, "prompt_returns": pol.prompt_returns}
+
+
+def test_best_prompt_episode_is_the_higher_return(caplog):
+    pol = tiny_policy(["cheetah-vel-0"])
+    assert pol.prompt_episode("cheetah-vel-0") == 1 and pol.prompt_episode("cheetah-vel-0", 0) == 0
+    for a, b in zip(pol.prompt("cheetah-vel-0"), pol.prompt("cheetah-vel-0", 1)):
+        assert torch.equal(a, b)
+    pol.prompt_returns["cheetah-vel-0"] = [9.0, 2.0]
+    assert pol.prompt_episode("cheetah-vel-0") == 0
+    pol.prompt_returns["cheetah-vel-0"] = [4.0, 4.0]  # ties: the last, as argsort(returns)[-1]
+    assert pol.prompt_episode("cheetah-vel-0") == 1
+    pol.prompt_returns.clear()  # an older checkpoint: episode 0, with a warning
+    assert pol.prompt_episode("cheetah-vel-0") == 0 and "no prompt returns" in caplog.text
+    with pytest.raises(ValueError, match="prompt episode"):
+        pol.prompt("cheetah-vel-0", "worst")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from m3dt.__main__ import main
 from m3dt.analysis.grouping import (
     conflict_features,
     gradient_groups,
+    kmeans_restarts,
     random_groups,
     read_groups_json,
     write_groups_json,
@@ -91,10 +92,14 @@ def test_gradient_groups_recover_obvious_clusters():
 
 
 def test_gradient_groups_paper_defaults_are_deterministic():
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(gradient_groups).parameters.items()}
+    assert defaults["n_init"] == 40 and defaults["n_repeats"] == 40 and defaults["criterion"] == "distance"
     grads, truth = clustered_gradients(seed=1)
-    a, sa = gradient_groups(grads, 3, seed=5)
-    b, sb = gradient_groups(grads, 3, seed=5)
-    assert a == b and sa == sb and sa["n_init"] == 40 and sa["n_repeats"] == 40
+    a, sa = gradient_groups(grads, 3, seed=5, n_repeats=4)  # 40 restarts each (1600 fits take ~15 s here)
+    b, sb = gradient_groups(grads, 3, seed=5, n_repeats=4)
+    assert a == b and sa == sb and sa["n_init"] == 40
     assert as_partition(a) == as_partition(truth)
 
 
@@ -117,6 +122,47 @@ def test_gradient_groups_accept_per_group_gradients():
     assert as_partition(groups) == as_partition(truth) and stats["n_coordinates"] == 30
     with pytest.raises(KeyError, match="no parameter group"):
         gradient_groups(nested, 3, seed=0, param_groups=["experts"])
+
+
+# Six points whose two k-means fixed points disagree: {0, 4} | {1, 2, 3, 5} has the least
+# squared distance sum (inertia 25.25, distance 12.00), {4} | the rest the least unsquared
+# one (inertia 29.6, distance 11.36).
+CRAFTED = np.array([[-4, 2], [2, 4], [-2, 5], [-1, 5], [-1, -2], [1, 3]], dtype=np.float64)
+BY_INERTIA, BY_DISTANCE = {frozenset({0, 4}), frozenset({1, 2, 3, 5})}, {frozenset({4}), frozenset({0, 1, 2, 3, 5})}
+
+
+def _partition(labels):
+    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
+
+
+def test_best_restart_is_the_least_unsquared_distance_sum():
+    """The authors keep the restart with the least sum of unsquared distances, not sklearn's inertia."""
+    labels, dist, inertia = kmeans_restarts(CRAFTED, 2, n_init=40, seed=0)
+    assert _partition(labels) == BY_DISTANCE
+    assert dist == pytest.approx(11.362026, abs=1e-5) and inertia == pytest.approx(29.6)
+    labels, dist, inertia = kmeans_restarts(CRAFTED, 2, n_init=40, seed=0, criterion="inertia")
+    assert _partition(labels) == BY_INERTIA
+    assert dist == pytest.approx(12.002346, abs=1e-5) and inertia == pytest.approx(25.25)
+    with pytest.raises(ValueError, match="criterion"):
+        kmeans_restarts(CRAFTED, 2, n_init=1, seed=0, criterion="squared")
+
+
+def test_gradient_groups_choose_restarts_by_unsquared_distance():
+    # gradients whose features x_i = mean(g) ⊙ g_i are CRAFTED up to a translation (which changes
+    # no k-means partition): g_i = f_i / sqrt(mean f) gives x_i = f_i
+    feats = CRAFTED - CRAFTED.mean(0) + 3.0
+    g = {f"t{i}": torch.tensor(f / np.sqrt(feats.mean(0))) for i, f in enumerate(feats)}
+    torch.testing.assert_close(conflict_features(torch.stack(list(g.values())))[0].double(), torch.tensor(feats),
+                               rtol=1e-6, atol=1e-6)
+
+    def partition(groups):
+        return {frozenset(int(t[1:]) for t in grp) for grp in groups}
+
+    # one repeat, so that the size-variance choice between repeats does not interfere
+    got, stats = gradient_groups(g, 2, seed=0, n_init=40, n_repeats=1)
+    assert partition(got) == BY_DISTANCE and stats["criterion"] == "distance"
+    got, _ = gradient_groups(g, 2, seed=0, n_init=40, n_repeats=1, criterion="inertia")
+    assert partition(got) == BY_INERTIA
 
 
 def test_conflict_features_drop_zero_columns():

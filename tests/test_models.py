@@ -238,7 +238,7 @@ def test_grouped_equals_each_expert_alone():
 
 def test_topk_router_keeps_k_gates():
     torch.manual_seed(0)
-    r = NoisyTopKRouter(16, 8, top_k=3)
+    r = NoisyTopKRouter(16, 8, top_k=3, eval_noise=False)
     y = torch.randn(4, 10, 16)
     for train in (True, False):
         r.train(train)
@@ -247,11 +247,27 @@ def test_topk_router_keeps_k_gates():
         assert ((g > 0).sum(-1) == 3).all()
         torch.testing.assert_close(g.sum(-1), torch.ones(4, 10))
     r.eval()
-    torch.testing.assert_close(r(y), r(y))  # no noise at evaluation
+    torch.testing.assert_close(r(y), r(y))  # eval_noise=False: no noise at evaluation
     moe = MoE(MoEConfig(n_experts=8, router="topk", top_k=3), 16).eval()
     g = moe.router(y)
     for mode in ("loop", "bmm"):
         torch.testing.assert_close(moe.experts.mix(y, g, mode), moe.experts.mix(y, g, "einsum"), rtol=1e-5, atol=1e-6)
+
+
+def test_topk_router_adds_noise_at_evaluation_by_default():
+    """The authors' noisy top-k router draws its noise in eval mode too."""
+    assert MoEConfig(router="topk").topk_eval_noise
+    moe = MoE(MoEConfig(n_experts=8, router="topk", top_k=3), 16).eval()
+    torch.nn.init.normal_(moe.router.noise_linear.weight, std=1.0)  # noise of the size of the logits
+    y = torch.randn(4, 10, 16)
+    torch.manual_seed(1)
+    a = moe.router(y)
+    b = moe.router(y)
+    assert not torch.equal(a, b)  # fresh noise per call
+    torch.manual_seed(1)
+    torch.testing.assert_close(moe.router(y), a, rtol=0, atol=0)  # and seeded
+    quiet = MoE(MoEConfig(n_experts=8, router="topk", top_k=3, topk_eval_noise=False), 16).eval()
+    torch.testing.assert_close(quiet.router(y), quiet.router(y), rtol=0, atol=0)
 
 
 def test_dense_router_shape():
@@ -270,7 +286,7 @@ def test_m3dt_none_is_the_backbone(residual):
     from dataclasses import replace
 
     bb = model(cfg=replace(TINY, ffn_residual=residual))
-    m = M3DT.from_backbone(bb, MoEConfig(n_experts=3)).eval()
+    m = M3DT.from_backbone(bb, MoEConfig(n_experts=3), ffn_residual=None).eval()  # keep the backbone's form
     x, p = segment(B, K), segment(B, KP, seed=1)
     assert torch.equal(m(*x, prompt=p, routing="none"), bb(*x, prompt=p))
     assert not torch.equal(m(*x, prompt=p), bb(*x, prompt=p))
@@ -278,6 +294,59 @@ def test_m3dt_none_is_the_backbone(residual):
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(m.backbone.parameters(), bb.parameters()))
     m2 = M3DT.from_backbone(bb, MoEConfig(n_experts=3), ffn_residual="normed")
     assert m2.cfg.ffn_residual == "normed"
+
+
+# ------------------------------------------------------------------------- block forms (authors)
+
+
+def _gpt2_attention(attn, x: torch.Tensor) -> torch.Tensor:
+    """Causal multi-head attention written out from GPT-2 (no padding, eval mode)."""
+    B_, T, C = x.shape
+    nh = attn.n_head
+    q, k, v = (x @ attn.c_attn.weight.T + attn.c_attn.bias).split(C, dim=2)
+    q, k, v = (z.view(B_, T, nh, C // nh).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+    w = q @ k.transpose(-1, -2) / (C // nh) ** 0.5  # (B, nh, T, T)
+    w = w.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")).softmax(-1)
+    y = (w @ v).transpose(1, 2).reshape(B_, T, C)
+    return y @ attn.c_proj.weight.T + attn.c_proj.bias
+
+
+def _ffn(mlp, y: torch.Tensor) -> torch.Tensor:
+    return torch.relu(y @ mlp.c_fc.weight.T + mlp.c_fc.bias) @ mlp.c_proj.weight.T + mlp.c_proj.bias
+
+
+def _allowed(T: int) -> torch.Tensor:
+    return torch.ones(T, T, dtype=torch.bool).tril()[None, None]  # (1, 1, T, T)
+
+
+def test_dense_backbone_block_is_the_gpt2_block():
+    """Default config (stage 1 and every dense model): out = h + FFN(LN2 h), as GPT-2."""
+    assert PromptDTConfig().ffn_residual == "stream"
+    torch.manual_seed(0)
+    bb = PromptDT(PromptDTConfig(width=32, n_layer=2, n_head=4)).double().eval()
+    blk = bb.blocks[0]
+    for p in blk.parameters():  # non-trivial LayerNorms and biases
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 7, 32, dtype=torch.float64)
+    h = x + _gpt2_attention(blk.attn, blk.ln_1(x))
+    ref = h + _ffn(blk.mlp, blk.ln_2(h))
+    torch.testing.assert_close(blk(x, _allowed(7)), ref, rtol=1e-12, atol=1e-12)
+    # and it is not the M3DT form
+    assert not torch.allclose(blk(x, _allowed(7)), blk.ln_2(h) + _ffn(blk.mlp, blk.ln_2(h)))
+
+
+def test_m3dt_on_a_gpt2_backbone_gets_the_authors_m3dt_block():
+    """M3DT.from_backbone switches the stream backbone to y = LN2 h; out = y + FFN(y) + MoE(y)."""
+    torch.manual_seed(0)
+    bb = PromptDT(PromptDTConfig(width=32, n_layer=2, n_head=4)).double().eval()
+    m = M3DT.from_backbone(bb, MoEConfig(n_experts=3)).double().eval()
+    assert bb.cfg.ffn_residual == "stream" and m.cfg.ffn_residual == "normed"
+    blk, moe = m.backbone.blocks[1], m.moes[1]
+    x = torch.randn(2, 7, 32, dtype=torch.float64)
+    h = x + _gpt2_attention(blk.attn, blk.ln_1(x))
+    y = blk.ln_2(h)
+    ref = y + _ffn(blk.mlp, y) + moe(y, "router", None)
+    torch.testing.assert_close(blk(x, _allowed(7), lambda z: moe(z, "router", None)), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_m3dt_single_equals_one_hot_router():
@@ -383,6 +452,7 @@ def test_topk_m3dt_runs_in_all_modes():
     outs = []
     for mode in ("loop", "bmm", "einsum"):
         m = m3dt(n_experts=6, router="topk", top_k=2, mode=mode)
+        torch.manual_seed(7)  # the same gate noise (drawn at evaluation too) in every mode
         outs.append(m(*segment(B, K), prompt=segment(B, KP, seed=1)))
     for o in outs[1:]:
         torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-6)

@@ -56,7 +56,10 @@ def draws(episode_step: list[int], start: list[int], prompt: list[int], total=6,
 
 def test_hand_computed_tiny_task(tiny):
     assert tiny.state_mean.tolist() == [1, 1, 2] and tiny.state_std.tolist() == [1, np.float32(1e-6), 2]
-    s = MultiTaskSampler({"pendulum-swingup": tiny}, SamplerConfig(K=4, prompt_len=5, batch_size=2))
+    # the non-authors prompt options: the last 5 steps, random episode, training statistics
+    cfg = SamplerConfig(K=4, prompt_len=5, batch_size=2, prompt_choice="random", prompt_stats="train",
+                        prompt_end_offset=0)
+    s = MultiTaskSampler({"pendulum-swingup": tiny}, cfg)
     # sample 0: episode 0 from step 0 (3 real steps); sample 1: episode 1 from step 2 (1 real step)
     s.rng = FixedDraws(draws([1, 4], [0, 2], [0, 1]))
     b = s.sample().numpy()
@@ -97,8 +100,9 @@ def test_hand_computed_tiny_task(tiny):
     np.testing.assert_array_equal(lm[..., 0], b["attn_mask"])
 
 
-def test_authors_prompt_options(tiny):
-    cfg = SamplerConfig.authors(K=4, batch_size=5)
+def test_authors_prompt_options_are_the_default(tiny):
+    cfg = SamplerConfig(K=4, batch_size=5)
+    assert cfg == SamplerConfig.authors(K=4, batch_size=5)
     assert (cfg.prompt_choice, cfg.prompt_stats, cfg.prompt_end_offset) == ("authors", "prompt", 1)
     s = MultiTaskSampler({"pendulum-swingup": tiny}, cfg)
     s.rng = FixedDraws(draws([0] * 5, [0] * 5, [0] * 5))
@@ -114,6 +118,34 @@ def test_authors_prompt_options(tiny):
     np.testing.assert_allclose(b["prompt_states"][0, :, :3], (tiny.episode(2)["observations"][:5] - mean) / std,
                                rtol=1e-5, atol=1e-6)
     assert authors_prompt_rank(np.arange(6), np.full(6, 2)).tolist() == [0, 1, 0, 1, 1, 1]
+    assert s.prompt_returns("pendulum-swingup") == [21.0, 24.0]
+
+
+def test_authors_prompt_window_on_a_long_episode():
+    """A 12-step prompt episode: the authors' window is steps T-6..T-2 = 6..10, RTG to the end,
+    states normalised with the prompt episodes' own statistics."""
+    T = 12
+    obs = [[t, (t % 3) * 2.0, 1.0] for t in range(T)]
+    short = ep([[100, 0, 0], [102, 0, 2]], [0.0, 0.0], [50, 50])  # the other prompt episode (return 100)
+    train = ep([[0, 0, 0], [1, 1, 1], [2, 2, 2]], [0.1, 0.2, 0.3], [1, 2, 3])
+    data = TaskData.from_episodes("pendulum-swingup",
+                                  [train, ep(obs, [0.01 * t for t in range(T)], list(range(1, T + 1))), short],
+                                  n_prompt=2)
+    s = MultiTaskSampler({"pendulum-swingup": data}, SamplerConfig(K=4, batch_size=4))
+    assert s.prompt_returns("pendulum-swingup") == [78.0, 100.0]
+    assert prompt_window(T, 5, 1) == (6, 11)
+    p = [x.numpy()[0] for x in s.prompt("pendulum-swingup", 0)]  # states, actions, rtg, timesteps, mask
+    assert p[3].tolist() == [6, 7, 8, 9, 10] and p[4].tolist() == [1] * 5
+    np.testing.assert_allclose(p[1][:, 0], [0.06, 0.07, 0.08, 0.09, 0.10], rtol=1e-6)
+    np.testing.assert_allclose(p[2][:, 0], np.array([sum(range(t + 1, T + 1)) for t in range(6, 11)]) / 200,
+                               rtol=1e-6)
+    x = np.array(obs + [[100, 0, 0], [102, 0, 2]], np.float64)  # both prompt episodes, not the training data
+    mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    np.testing.assert_allclose(p[0][:, :3], (np.array(obs[6:11]) - mean) / std, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(mean, s.stats("pendulum-swingup")[0])
+    # batch positions 0 and 2 take the lower-return episode (0), the others the higher (1)
+    b = s.sample()
+    assert b.prompt_timesteps[:, -1].tolist() == [10, 1, 10, 1]
 
 
 def test_helpers():

@@ -78,6 +78,15 @@ def test_three_stages_freeze_what_they_should(pipeline):
     assert any(not torch.equal(r_init[k], r_final[k]) for k in r_init)  # routers trained
 
 
+def test_backbone_is_gpt2_and_m3dt_switches_to_the_authors_block(pipeline):
+    """Stage 1 trains the GPT-2 block (out = h + FFN(LN2 h)); stages 2-3 use y + FFN(y) + MoE(y)."""
+    assert load_policy(pipeline["backbone"]).spec["dt"]["ffn_residual"] == "stream"
+    for stage in ("init", "final"):
+        assert load_policy(pipeline[stage]).spec["dt"]["ffn_residual"] == "normed", stage
+    pol = load_policy(pipeline["final"])  # prompt returns travel with the checkpoint (evaluation's "best" prompt)
+    assert set(pol.prompt_returns) == set(TASKS) and all(len(r) == 2 for r in pol.prompt_returns.values())
+
+
 def test_policy_acts_on_every_task(pipeline):
     pol = load_policy(pipeline["final"])
     assert pol.tasks == TASKS and pol.spec["kind"] == "m3dt" and pol.model.n_experts == 2
@@ -112,6 +121,7 @@ def test_router_ablations(pipeline, data_dir, tmp_path):
     topk = stages.run_router(cfg(moe={"router": "topk", "top_k": 1}), pipeline["init"], TASKS, data_dir,
                              tmp_path / "topk")
     assert load_policy(topk.final_checkpoint).spec["moe"]["router"] == "topk"
+    assert load_policy(topk.final_checkpoint).model.moes[0].router.eval_noise  # the authors' noise at evaluation
     unfrozen = stages.run_router(cfg(), pipeline["init"], TASKS, data_dir, tmp_path / "unfrozen", train_experts=True)
     a, b = load_policy(pipeline["init"]).model, load_policy(unfrozen.final_checkpoint).model
     ka = params(a, "moes.0.experts")

@@ -43,6 +43,7 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
     ("task_counts: [7]", "task_counts"),
     ("evaluation: {episodes: 0}", "episodes"),
     ("data: {source: import}", "data.import_dir"),
+    ("experiments: {m3dt_backbone_step: 3}", "experiments.m3dt_backbone_step"),
 ])
 def test_bad_config_names_the_key(bad, key, tmp_path):
     cfg = tmp_path / "bad.yaml"
@@ -69,3 +70,18 @@ def test_typed_strings():
     assert got == {"a": 300, "b": -1.5, "c": 1e-4, "d": True, "e": None, "f": [2, "auto"], "g": "door-close-v2",
                    "h": "", "i": 7, "j": {"k": False}}
     assert isinstance(got["a"], int) and isinstance(got["c"], float)
+
+
+def test_paper_preset_builds_m3dt_on_the_400k_backbone(tmp_path):
+    """Paper preset: dense runs train 600k steps, M3DT (stages 2 and 3) loads the 400k checkpoint."""
+    (tmp_path / "smaller.yaml").write_text(SMALLER)
+    table1 = "results/paper/tables/table1.csv"
+    r = subprocess.run([SNAKEMAKE, "-n", "--forceall", table1, "--configfile", "workflow/presets/paper.yaml",
+                        str(tmp_path / "smaller.yaml")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    run = "results/paper/runs/mt10/s0"
+    assert f"{run}/m3dt_E8_gradient_b400000/router_dense/eval/summary.csv" in out
+    assert f"{run}/m3dt_E8_random_b400000/assembled.pt" in out
+    assert "_b600000" not in out  # no M3DT of Table 1 on the 600k backbone
+    assert f"{run}/prompt_dt_w256/checkpoints/final.pt" in out  # the 600k run; its step_400000.pt is read

@@ -121,7 +121,7 @@ def per_task_gradients(
     n_batches: int = 10,
     params: Mapping[str, Sequence[nn.Parameter]] | None = None,
     grad_clip: float | None = 0.25,
-    train_mode: bool = False,
+    train_mode: bool = True,
 ) -> dict[str, dict[str, Tensor]]:
     """Per task, the training-loss gradient averaged over `n_batches`, per parameter group.
 
@@ -134,9 +134,10 @@ def per_task_gradients(
     are as before when this returns. Frozen parameters listed in the groups are unfrozen
     for the measurement, so the gradient of a frozen module can be analysed too.
 
-    `train_mode=False` (default) runs the model in eval mode: dropout off, so the gradient
-    is a deterministic function of the batches and dropout noise does not show up as
-    conflict. The authors measured in train mode (dropout 0.1); `train_mode=True` does that.
+    `train_mode=True` (default) runs the model in train mode, dropout on, as the authors'
+    `update_gradient` (so the gradient also depends on the torch RNG: seed it first).
+    `train_mode=False` runs it in eval mode: dropout off, so the gradient is a deterministic
+    function of the batches and dropout noise does not show up as conflict.
 
     `params` (group name -> parameters) defaults to `parameter_groups(model)`.
     Returns {task: {group: 1-D float32 CPU tensor}}, groups in the order of `params`.

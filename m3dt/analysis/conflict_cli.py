@@ -27,7 +27,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-batches", type=int, default=10, help="batches averaged per task gradient (paper: 10)")
     p.add_argument("--batch-size", type=int, help="segments per batch (default: the checkpoint's)")
     p.add_argument("--metrics", nargs="+", help="metrics to compute (default: all)")
-    p.add_argument("--train-mode", action="store_true", help="dropout on while measuring (the authors)")
+    p.add_argument("--train-mode", action=argparse.BooleanOptionalAction, default=True,
+                   help="dropout on while measuring (default, the authors); --no-train-mode: dropout off")
     p.add_argument("--device", default="cpu")
     p.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE", help="constant columns, e.g. step=2000")
     p.add_argument("--out", required=True, help="output CSV")
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         meta[k] = yaml.safe_load(v)
     model, batches, loss_fn = load_model_and_batches(args.checkpoint, args.data_dir, names, args.device,
                                                      args.batch_size, args.seed)
+    import torch
+
+    torch.manual_seed(args.seed)  # dropout masks in train mode
     groups = model.conflict_groups() if hasattr(model, "conflict_groups") else parameter_groups(model)
     groups = {k: v for k, v in groups.items() if v}
     grads = per_task_gradients(model, batches, loss_fn, names, n_batches=args.n_batches, params=groups,

@@ -20,16 +20,19 @@ task, both left-padded and on the shared 39 / 8 interface (paper.md §1, the aut
   authors' cut-off); 0 on padding. `attn_mask` (B, K): 1 real, 0 padding.
 - `action_mask` (B, 8): 1 on the task's real action dims. `task_index` (B,): index into
   `sampler.tasks`.
-- Prompt (`prompt_*`, length prompt_len): the last `prompt_len` steps of one of the task's
-  prompt episodes (random per sample), built like the segment (left padding if the episode is
-  shorter; RTG to that episode's end; real timesteps).
+- Prompt (`prompt_*`, length prompt_len): `prompt_len` steps near the end of one of the
+  task's prompt episodes, built like the segment (left padding if the episode is shorter;
+  RTG to that episode's end; real timesteps).
 
-Authors' quirks, off by default, on with `SamplerConfig.authors()` (the three prompt options):
-`prompt_end_offset=1` (their window is `si = max(0, T - prompt_len - 1)`, i.e. it skips the
-final step), `prompt_choice="authors"` (their non-stochastic default: in a group of samples
-of one task, positions 0 and 2 take the lower-return prompt episode and all others the
-higher-return one), `prompt_stats="prompt"` (prompt states normalised with the mean/std of
-the prompt episodes themselves).
+The prompt is built as the authors' `get_prompt` by default (`SamplerConfig.authors()` is the
+same); each of the three choices has a documented alternative:
+- window, `prompt_end_offset=1`: their `si = max(0, T - prompt_len - 1)`, i.e. steps
+  T-6..T-2 for prompt_len 5, skipping the final step (0: the last `prompt_len` steps);
+- episode, `prompt_choice="authors"`: their non-stochastic choice: in a group of samples of
+  one task, positions 0 and 2 take the lower-return prompt episode and all others the
+  higher-return one ("random": a uniformly drawn prompt episode per sample);
+- statistics, `prompt_stats="prompt"`: prompt states normalised with the mean/std of the
+  task's prompt episodes themselves ("train": with the training episodes' mean/std).
 
 Randomness: each `sample` call draws `rng.random((4, B))`, rows = (task, episode, start,
 prompt) uniforms, and turns them into indices by integer arithmetic (floor(u * n); an
@@ -68,9 +71,9 @@ class SamplerConfig:
     pct_traj: float = 1.0  #: sample from the top pct_traj of training steps, by episode return
     pad_action: float = -10.0  #: action value on padded timesteps
     seed: int = 0  #: sampler RNG seed
-    prompt_choice: str = "random"  #: "random" prompt episode per sample, or "authors" (fixed by batch position)
-    prompt_stats: str = "train"  #: normalise prompt states with the "train" or the "prompt" episodes' mean/std
-    prompt_end_offset: int = 0  #: steps skipped at the prompt episode's end (authors: 1)
+    prompt_choice: str = "authors"  #: "authors" (fixed by position in the batch) or "random" prompt episode per sample
+    prompt_stats: str = "prompt"  #: normalise prompt states with the "prompt" (authors) or the "train" episodes' mean/std
+    prompt_end_offset: int = 1  #: steps skipped at the prompt episode's end (authors: 1, steps T-6..T-2)
 
     def __post_init__(self) -> None:
         if self.K < 1 or self.prompt_len < 1 or self.batch_size < 1:
@@ -88,7 +91,7 @@ class SamplerConfig:
 
     @classmethod
     def authors(cls, **overrides: Any) -> "SamplerConfig":
-        """The authors' prompt construction exactly (see the module docstring)."""
+        """The authors' prompt construction exactly (the defaults; see the module docstring)."""
         kw = dict(prompt_choice="authors", prompt_stats="prompt", prompt_end_offset=1)
         kw.update(overrides)
         return cls(**kw)
@@ -256,6 +259,7 @@ class MultiTaskSampler:
         prompts: list[dict[str, np.ndarray]] = []
         self.n_prompts = np.zeros(n, dtype=np.int64)
         prompt_rank: list[np.ndarray] = []
+        prompt_returns: list[np.ndarray] = []
         for i, (d, spec) in enumerate(zip(datas, self.specs)):
             N, od, ad, b = int(n_steps[i]), spec.obs_dim, spec.action_dim, int(self.step_base[i])
             obs = np.empty((N, od), dtype=np.float32)  # raw, one task at a time
@@ -272,6 +276,7 @@ class MultiTaskSampler:
                 raise ValueError(f"{spec.name}: no prompt episodes")
             self.n_prompts[i] = len(p_eps)
             prompt_rank.append(np.argsort(returns[p_eps], kind="stable"))
+            prompt_returns.append(np.asarray(returns[p_eps], dtype=np.float64))
             prompts.append(self._prompt_table(i, obs, acts, starts[p_eps], lengths[p_eps], rtg))
             self.obs_buf[b:b + N, :od] = (obs - self.mean[i, :od]) / self.std[i, :od]
             del obs, acts
@@ -286,6 +291,7 @@ class MultiTaskSampler:
         self.sel_base = np.concatenate([[0], np.cumsum(self.sel_total)[:-1]]).astype(np.int64)
         self.prompt_base = np.concatenate([[0], np.cumsum(self.n_prompts)[:-1]]).astype(np.int64)
         self.prompt_rank = np.concatenate(prompt_rank).astype(np.int64)  # local index of the k-th lowest return
+        self.prompt_return = np.concatenate(prompt_returns)  # (P_total,) float64 return of each prompt episode
         self.prompt_table = {k: np.concatenate([p[k] for p in prompts]) for k in prompts[0]}
         self.action_masks = (np.arange(ACT)[None, :] < self.act_dim[:, None]).astype(np.float32)
         self._steps = np.arange(cfg.K)[None, :]
@@ -328,6 +334,12 @@ class MultiTaskSampler:
         g = self.prompt_base[i] + episode
         return tuple(torch.from_numpy(self.prompt_table[k][g:g + 1].copy())
                      for k in ("states", "actions", "rtg", "timesteps", "mask"))
+
+    def prompt_returns(self, task: str) -> list[float]:
+        """The returns of the task's prompt episodes, in `prompt(task, episode)` order."""
+        i = self.task_index(task)
+        b = int(self.prompt_base[i])
+        return self.prompt_return[b:b + int(self.n_prompts[i])].tolist()
 
     def task_index(self, task: str) -> int:
         name = tasks.canonical_name(task)

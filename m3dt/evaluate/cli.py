@@ -29,7 +29,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-seed", type=int, default=0, help="environment i of each task is reset with eval-seed + i")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (one task at a time each)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
-    p.add_argument("--prompt-episode", type=int, default=0, help="which of the task's prompt episodes to use")
+    p.add_argument("--prompt-episode", type=_prompt_episode, default="best",
+                   help="which of the task's prompt episodes: best (the higher return, the authors; default) or an index")
+    p.add_argument("--action-history", choices=["full", "masked"], default="full",
+                   help="actions fed back to the model: the full predicted 8 dims (the authors; default) or the "
+                        "task's real dims with zeros beyond (masked)")
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (quick checks only)")
     p.add_argument("--bf16", choices=["off", "on", "auto"], default="off",
                    help="bf16 autocast of the model: off, on, or auto (where bf16 is native: AVX512-BF16 CPU, CUDA)")
@@ -37,6 +41,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", help="summary CSV (all tasks and per suite)")
     p.add_argument("--episodes-csv", help="per-episode CSV")
     p.add_argument("--log", help="also log to this file")
+
+
+def _prompt_episode(value: str) -> int | str:
+    if value == "best":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'best' or an index, got {value!r}") from None
 
 
 def _error(msg: str) -> int:
@@ -80,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             del policy  # each worker loads the checkpoint itself
         df = evaluate(source, names, episodes=args.episodes, seed=args.eval_seed, workers=args.workers,
                       device=args.device, prompt_episode=args.prompt_episode, max_steps=args.max_steps,
+                      action_history=args.action_history,
                       bf16={"off": False, "on": True, "auto": "auto"}[args.bf16])
         write_scores(df, args.out, args.summary, args.episodes_csv)
         print(summarize(df).to_string(index=False, float_format=lambda x: f"{x:.2f}"))

@@ -7,15 +7,19 @@ data conventions (`m3dt.data.sampler`):
 
 - states: (obs - mean) / std with the task's training statistics (`policy.stats`, real
   dims), zero-padded to 39 dims;
-- actions: the model's past actions on the task's real dims, 0 beyond `action_dim`; the
-  current step holds a placeholder of zeros (as the authors' `get_action`);
+- actions: the model's past predicted actions, all 8 dims (`action_history="full"`, the
+  authors' `actions[-1] = action`, default), or the task's real dims with 0 beyond
+  `action_dim` ("masked", as the training data); the environment gets the real dims only.
+  The current step holds a placeholder of zeros (as the authors' `get_action`);
 - rtg: starts at the registry's `rtg_target` and decreases by each reward received, both
   divided by the suite's `rtg_scale` (R_{t+1} = R_t - r_t / scale, the Prompt-DT and
   M3DT authors' evaluation);
 - timesteps: the step within the episode, clipped to episode_length - 1 (and to the model's
   `max_ep_len` - 1);
-- prompt: `policy.prompt(task, prompt_episode)` (None for MTDT), batch 1 for Prompt-DT, M3DT
-  and HarmoDT (Prompt-DT's `embed` broadcasts it), a (b, ...) copy for other models.
+- prompt: `policy.prompt(task, prompt_episode)` (None for MTDT): by default ("best") the
+  higher-return prompt episode, as the authors' `get_prompt(index=-1)`; batch 1 for
+  Prompt-DT, M3DT and HarmoDT (Prompt-DT's `embed` broadcasts it), a (b, ...) copy for
+  other models.
 
 History buffers (B, T, ...) are preallocated once per task; each step feeds only the last
 K = `context_len` steps (`get_action` left-pads shorter histories). An episode that ends
@@ -53,7 +57,7 @@ import torch
 
 from m3dt import tasks as registry
 from m3dt.models import M3DT, PromptDT, inference
-from m3dt.policy import Policy, load_policy
+from m3dt.policy import BEST, Policy, load_policy
 from m3dt.train.loop import use_bf16
 
 log = logging.getLogger("m3dt.evaluate")
@@ -62,6 +66,7 @@ EPISODE_COLUMNS = ("task", "suite", "seed", "episode", "env_seed", "return", "le
                    "normalized_score", "terminated")
 
 OBS, ACT = registry.OBS_PAD, registry.ACT_PAD
+ACTION_HISTORIES = ("full", "masked")  # actions fed back: all 8 predicted dims (authors) | real dims, 0 beyond
 
 
 def _model_cfg(model: torch.nn.Module, key: str) -> int | None:
@@ -69,9 +74,9 @@ def _model_cfg(model: torch.nn.Module, key: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int], *, prompt_episode: int = 0,
-            rtg_target: float | None = None, max_steps: int | None = None,
-            full_forward: bool = False) -> list[dict[str, Any]]:
+def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int], *,
+            prompt_episode: int | str = BEST, rtg_target: float | None = None, max_steps: int | None = None,
+            action_history: str = "full", full_forward: bool = False) -> list[dict[str, Any]]:
     """Roll out one episode in each of `envs` (all of `task`) as one batch; one dict per env.
 
     `envs` are padded environments (`m3dt.tasks.make_env`) or anything with the same
@@ -82,6 +87,7 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
     """
     spec = registry.get(task)
     name = spec.name
+    assert action_history in ACTION_HISTORIES, f"action_history {action_history!r} not one of {ACTION_HISTORIES}"
     policy.select_task(name)
     model = policy.model
     B = len(envs)
@@ -102,7 +108,7 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
 
     # History buffers, shared between numpy (writes) and torch (model input, zero-copy).
     S = np.zeros((B, T, OBS), np.float32)  # normalised states, zero padded
-    A = np.zeros((B, T, ACT), np.float32)  # actions taken, zero beyond action_dim
+    A = np.zeros((B, T, ACT), np.float32)  # predicted actions fed back (full, or zero beyond action_dim)
     R = np.zeros((B, T, 1), np.float32)  # return-to-go / scale
     S_t, A_t, R_t = torch.from_numpy(S), torch.from_numpy(A), torch.from_numpy(R)
     ts_t = torch.from_numpy(np.minimum(np.arange(T, dtype=np.int64), t_cap))  # (T,)
@@ -149,11 +155,14 @@ def rollout(policy: Policy, task: str, envs: Sequence[Any], seeds: Sequence[int]
                 prompt_cache[b] = prompt if broadcasts else tuple(p.expand(b, *p.shape[1:]).contiguous()
                                                                   for p in prompt)
             action = model.get_action(x[0], x[1], x[2], steps, prompt_cache.get(b))  # (b, 8)
-        action = action[:, :ad].float().cpu().numpy()  # (b, action_dim)
-        A[active, t, :ad] = action
+        action = action.float().cpu().numpy()  # (b, 8)
+        if action_history == "full":
+            A[active, t] = action
+        else:
+            A[active, t, :ad] = action[:, :ad]
         done = np.zeros(b, bool)
         for j, i in enumerate(active):
-            act8[:ad] = action[j]
+            act8[:ad] = action[j, :ad]
             obs, r, term, trunc, info = envs[i].step(act8)
             ret[i] += float(r)
             length[i] = t + 1
@@ -185,9 +194,9 @@ def episode_goal(spec: registry.TaskSpec, episode: int) -> int | None:
 
 
 def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: int = 0, *,
-                  prompt_episode: int = 0, rtg_target: float | None = None, max_steps: int | None = None,
+                  prompt_episode: int | str = BEST, rtg_target: float | None = None, max_steps: int | None = None,
                   envs: Sequence[Any] | None = None, bf16: bool | str = False,
-                  full_forward: bool = False) -> pd.DataFrame:
+                  action_history: str = "full", full_forward: bool = False) -> pd.DataFrame:
     """Evaluate `policy` on `task`: all episodes as one batch; one row per episode.
 
     episodes: default the registry's `eval_episodes` (10 Meta-World / DMC, 1 ant-dir /
@@ -197,6 +206,8 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
     already built environments (one per episode) instead of `make_env`. `bf16` (True,
     False or "auto", see `m3dt.train.loop.use_bf16`): the model's forward under bf16
     autocast (faster where bf16 is native; scores differ from fp32 only by rounding).
+    `prompt_episode`: "best" (the higher-return prompt episode, the authors) or an index;
+    `action_history`: "full" (authors) or "masked", see the module docstring.
     `full_forward`: the reference forward at every step (see `rollout`; benchmarks, tests).
     Columns: `EPISODE_COLUMNS` (see the module docstring).
     """
@@ -220,7 +231,8 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
         with torch.inference_mode(), torch.random.fork_rng(devices=cuda), amp:
             torch.manual_seed(seed)  # only stochastic models (top-k eval noise) draw from it
             results = rollout(policy, spec.name, envs, seeds, prompt_episode=prompt_episode,
-                              rtg_target=rtg_target, max_steps=max_steps, full_forward=full_forward)
+                              rtg_target=rtg_target, max_steps=max_steps, action_history=action_history,
+                              full_forward=full_forward)
     finally:
         model.train(was_training)
     rows = [{"task": spec.name, "suite": spec.suite, "seed": int(seed), "episode": i, "env_seed": seeds[i], **r}
@@ -249,14 +261,15 @@ def _init_worker(source: Policy | str, device: str, threads: int) -> None:
         _WORKER_ERROR = e
 
 
-def _run_job(job: tuple[str, int | None, int, int, int | None, bool | str]) -> tuple[str, pd.DataFrame, float]:
-    task, episodes, seed, prompt_episode, max_steps, bf16 = job
+def _run_job(job: tuple[str, int | None, int, int | str, int | None, bool | str, str]
+             ) -> tuple[str, pd.DataFrame, float]:
+    task, episodes, seed, prompt_episode, max_steps, bf16, action_history = job
     if _WORKER_ERROR is not None:
         raise _WORKER_ERROR
     assert _WORKER_POLICY is not None, "worker not initialised"
     t0 = time.perf_counter()
     df = evaluate_task(_WORKER_POLICY, task, episodes, seed, prompt_episode=prompt_episode, max_steps=max_steps,
-                       bf16=bf16)
+                       bf16=bf16, action_history=action_history)
     return task, df, time.perf_counter() - t0
 
 
@@ -270,7 +283,8 @@ def _fmt_eta(seconds: float) -> str:
 
 def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | str | None = None,
              episodes: int | None = None, seed: int = 0, workers: int = 1, device: str = "cpu", *,
-             prompt_episode: int = 0, max_steps: int | None = None, bf16: bool | str = False) -> pd.DataFrame:
+             prompt_episode: int | str = BEST, max_steps: int | None = None, bf16: bool | str = False,
+             action_history: str = "full") -> pd.DataFrame:
     """Evaluate a policy (or a checkpoint file) on many tasks; per-episode rows in task order.
 
     tasks: registry names (Meta-World v3 names are accepted); default all the policy's
@@ -278,7 +292,7 @@ def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | s
     of every task is reset with `seed + i`. workers > 1: tasks run in that many spawned
     processes (each loads the checkpoint once, or unpickles the given CPU policy, and sets
     `torch.set_num_threads(1)`); longest tasks are scheduled first, results are identical to
-    workers = 1. `bf16`: bf16 autocast of the model (see `evaluate_task`). Progress: one
+    workers = 1. `bf16`, `prompt_episode`, `action_history`: see `evaluate_task`. Progress: one
     INFO line per task on the `m3dt.evaluate` logger.
     """
     given: Policy | None = policy_or_checkpoint if isinstance(policy_or_checkpoint, Policy) else None
@@ -301,7 +315,10 @@ def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | s
     cost = {s.name: n_eps[s.name] * min(s.episode_length, max_steps or s.episode_length) for s in specs}
     total_cost, total_eps = sum(cost.values()), sum(n_eps.values())
     workers = min(workers, len(names))
-    jobs = [(n, episodes, seed, prompt_episode, max_steps, bf16) for n in sorted(names, key=lambda n: -cost[n])]
+    if action_history not in ACTION_HISTORIES:
+        raise ValueError(f"action_history must be one of {ACTION_HISTORIES}, got {action_history!r}")
+    jobs = [(n, episodes, seed, prompt_episode, max_steps, bf16, action_history)
+            for n in sorted(names, key=lambda n: -cost[n])]
 
     results: dict[str, pd.DataFrame] = {}
     t_start = time.perf_counter()
@@ -325,7 +342,7 @@ def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | s
         for job in jobs:
             t0 = time.perf_counter()
             df = evaluate_task(policy, job[0], episodes, seed, prompt_episode=prompt_episode, max_steps=max_steps,
-                               bf16=bf16)
+                               bf16=bf16, action_history=action_history)
             report(job[0], df, time.perf_counter() - t0)
     else:
         if given is not None:

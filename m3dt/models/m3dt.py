@@ -1,7 +1,9 @@
 """M3DT = Prompt-DT backbone + one mixture of experts per layer (paper.md §1).
 
 Every block computes  h = x + Attn(LN1 x);  y = LN2 h;  out = y + FFN(y) + MoE(y)
-(see `Block`), where MoE(y) depends on the routing:
+(the authors' M3DT block, `ffn_residual="normed"`, which `from_backbone` switches to from
+the backbone's GPT-2 block `out = h + FFN(y)`; see `Block`), where MoE(y) depends on
+the routing:
 
 - "router": Σ_e g_e(y) · expert_e(y), g = the layer's router (dense softmax, or noisy
   top-k); stage 3 and inference;
@@ -13,8 +15,7 @@ Every block computes  h = x + Attn(LN1 x);  y = LN2 h;  out = y + FFN(y) + MoE(y
 - "none": no MoE, the backbone alone.
 
 Three-stage training in terms of the parameter groups:
-1. backbone: train a `PromptDT` (or `M3DT` with routing "none" and only
-   `backbone_parameters()` trainable);
+1. backbone: train a `PromptDT` (GPT-2 blocks, `ffn_residual="stream"`);
 2. experts: `M3DT.from_backbone(backbone, MoEConfig(n_experts=...))`,
    `set_trainable(backbone=False, experts=True, routers=False)`, routing "single" with
    expert i on group i's batches. Training one expert of a stacked bank with AdamW would
@@ -54,11 +55,13 @@ class M3DT(nn.Module):
         self.expert: int | Tensor | None = None
 
     @classmethod
-    def from_backbone(cls, backbone: PromptDT, moe: MoEConfig, ffn_residual: FfnResidual | None = None) -> M3DT:
+    def from_backbone(cls, backbone: PromptDT, moe: MoEConfig, ffn_residual: FfnResidual | None = "normed") -> M3DT:
         """A new M3DT holding a copy of `backbone`'s weights, with fresh experts and routers.
 
-        `ffn_residual` overrides the backbone's block form; "normed" on a "stream" backbone
-        reproduces the authors' switch from their GPT-2 stage-1 block to their M3DT block.
+        `ffn_residual` is the block form of the M3DT: "normed" (default) is the authors' M3DT
+        block `y = LN2 h; out = y + FFN(y) + MoE(y)`, which on a "stream" (GPT-2) backbone is
+        their switch from the stage-1 block; "stream" keeps `out = h + FFN(y) + MoE(y)`;
+        None keeps the backbone's form.
         """
         cfg = backbone.cfg if ffn_residual is None else replace(backbone.cfg, ffn_residual=ffn_residual)
         p = next(backbone.parameters())

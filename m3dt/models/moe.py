@@ -44,7 +44,7 @@ class MoEConfig:
     router: Literal["dense", "topk"] = "dense"
     top_k: int = 4  # experts kept per token by the top-k router
     router_hidden_mult: int = 4  # router widths: C -> mC -> mC -> mC -> mC/2 -> E
-    topk_eval_noise: bool = False  # the authors' code also adds the gate noise at evaluation
+    topk_eval_noise: bool = True  # top-k gate noise at evaluation too, as the authors' router always adds it
     mode: Mode = "auto"  # how experts are applied, see the module docstring
     expert_init_std: float = 0.02  # experts start fresh, N(0, 0.02), zero bias (authors)
 
@@ -198,10 +198,11 @@ class NoisyTopKRouter(nn.Module):
     """Noisy top-k gates (the ablation): softmax over the k largest noisy logits, 0 elsewhere.
 
     logits = MLP(y) + N(0, 1) · softplus(noise_linear(y)); the noise is drawn in training
-    (and also at evaluation with `eval_noise`, as the authors' code does).
+    and, with `eval_noise` (default, as the authors' router, which always adds it), at
+    evaluation too (`eval_noise=False`: deterministic gates in eval mode).
     """
 
-    def __init__(self, width: int, n_experts: int, top_k: int, hidden_mult: int = 4, eval_noise: bool = False):
+    def __init__(self, width: int, n_experts: int, top_k: int, hidden_mult: int = 4, eval_noise: bool = True):
         super().__init__()
         assert 1 <= top_k <= n_experts
         self.top_k, self.eval_noise = top_k, eval_noise

@@ -58,9 +58,10 @@ class PromptDTConfig:
     use_prompt: bool = True  # False: MTDT (no prompt embeddings)
     action_tanh: bool = True
     # Where the FFN residual is taken, see `Block`:
-    # "normed": out = LN2(h) + FFN(LN2(h)), the authors' M3DT block (default);
-    # "stream": out = h + FFN(LN2(h)), standard GPT-2 (the authors' stage-1 Prompt-DT).
-    ffn_residual: FfnResidual = "normed"
+    # "stream": out = h + FFN(LN2(h)), standard GPT-2: the authors' stage-1 Prompt-DT and
+    #           their dense baselines (default);
+    # "normed": out = LN2(h) + FFN(LN2(h)), the authors' M3DT block (stages 2 and 3).
+    ffn_residual: FfnResidual = "stream"
 
     def __post_init__(self) -> None:
         assert self.state_dim > 0 and self.act_dim > 0, "state_dim and act_dim must be > 0"
@@ -140,16 +141,16 @@ class Block(nn.Module):
 
         h   = x + Attn(LN1(x))
         y   = LN2(h)
-        out = y + FFN(y) [+ extra(y)]     ffn_residual = "normed" (default)
-        out = h + FFN(y) [+ extra(y)]     ffn_residual = "stream"
+        out = h + FFN(y) [+ extra(y)]     ffn_residual = "stream" (default, GPT-2)
+        out = y + FFN(y) [+ extra(y)]     ffn_residual = "normed"
 
     `extra` is the M3DT mixture of experts of this layer (None for the plain backbone).
-    In the authors' M3DT blocks (stages 2 and 3) the residual is taken *after* LN2
-    ("normed"). Their stage-1 Prompt-DT is a standard GPT-2 block ("stream"), so their
-    M3DT is not an extension of the very function trained in stage 1. By default we train
-    the backbone in the "normed" form, so the backbone is exactly M3DT with the experts
-    switched off; "stream" reproduces the authors' stage-1 block (see
-    `M3DT.from_backbone(..., ffn_residual="normed")` for their exact switch).
+    The authors' stage-1 Prompt-DT and their dense baselines (Prompt-DT, MTDT, HarmoDT)
+    use the standard GPT-2 block ("stream", `trajectory_gpt2.py`); their M3DT blocks
+    (stages 2 and 3, on the frozen backbone) take the FFN residual *after* LN2 ("normed",
+    `prompt_decision_transformer_with_moe.py`), so their M3DT is not an extension of the
+    very function trained in stage 1. `M3DT.from_backbone` makes that switch by default
+    (`train.m3dt_block`).
     """
 
     def __init__(self, cfg: PromptDTConfig):

@@ -37,18 +37,27 @@ E_MAIN = int(EXP["n_experts"])
 E_COUNTS = [int(e) for e in EXP["expert_counts"]]
 E_TASK_COUNTS = [int(n) for n in EXP["expert_task_counts"]]
 N_MAX = max(E_TASK_COUNTS)  # task count of Figs. 7, 9, 12 and Table 2
-B_STEPS = sorted({int(b) for b in EXP["backbone_checkpoints"]} | {int(STEPS["dense"])})
-B_MAIN = int(STEPS["dense"])
+B_DENSE = int(STEPS["dense"])  # how long stage 1 and the dense baselines train
+B_STEPS = sorted(
+    {int(b) for b in EXP["backbone_checkpoints"]} | {B_DENSE}
+)  # kept (Fig. 7)
+# the stage-1 step the main M3DT runs are built on (paper 400k; null: steps.dense)
+B_MAIN = int(EXP.get("m3dt_backbone_step") or B_DENSE)
 GROUPINGS = list(EXP["groupings"])
 G_FIG = GROUPINGS[-1]
 
 
 def _check_config():
     """Config errors the schema cannot express, each naming its key."""
-    bad = [b for b in B_STEPS if b > B_MAIN]
+    bad = [b for b in B_STEPS if b > B_DENSE]
     if bad:
         raise ValueError(
-            f"experiments.backbone_checkpoints {bad} exceed steps.dense = {B_MAIN}"
+            f"experiments.backbone_checkpoints {bad} exceed steps.dense = {B_DENSE}"
+        )
+    if B_MAIN not in B_STEPS:
+        raise ValueError(
+            f"experiments.m3dt_backbone_step = {B_MAIN} is not a kept stage-1 checkpoint: "
+            f"it must be steps.dense ({B_DENSE}) or one of experiments.backbone_checkpoints {B_STEPS}"
         )
     if DATA["source"] == "import" and not DATA.get("import_dir"):
         raise ValueError("data.source is 'import' but data.import_dir is not set")

@@ -38,6 +38,6 @@ rule conflict:
             f"run={wc.run}",
             f"checkpoint={wc.ckpt}",
         ]
-        + (["--train-mode"] if CONFLICT["train_mode"] else []),
+        + ["--train-mode" if CONFLICT["train_mode"] else "--no-train-mode"],
     script:
         "../scripts/m3dt_cli.py"

@@ -32,6 +32,10 @@ rule evaluate:
             EVAL["device"],
             "--workers",
             THREADS["evaluate"],
+            "--prompt-episode",
+            EVAL["prompt_episode"],
+            "--action-history",
+            EVAL["action_history"],
         ]
         + (["--episodes", EVAL["episodes"]] if EVAL["episodes"] else [])
         + (["--max-steps", EVAL["max_steps"]] if EVAL["max_steps"] else [])

@@ -6,7 +6,7 @@ TABLES = ["table1", "table2"]
 
 
 def P(model, n, seed, **kw):
-    d = dict(model=model, n_tasks=int(n), seed=int(seed), width=WIDTH, step=B_MAIN)
+    d = dict(model=model, n_tasks=int(n), seed=int(seed), width=WIDTH, step=B_DENSE)
     d.update(kw)
     return d
 

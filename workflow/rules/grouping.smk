@@ -50,7 +50,7 @@ rule group_tasks:
                 "--reduce",
                 CONFLICT["kmeans_reduce"],
             ]
-            + (["--train-mode"] if CONFLICT["train_mode"] else [])
+            + ["--train-mode" if CONFLICT["train_mode"] else "--no-train-mode"]
             if wc.grouping == "gradient"
             else []
         ),
