@@ -13,11 +13,13 @@ CFG = dict(width=32, n_layer=3, n_head=4, context_len=5, prompt_len=3)
 
 
 def models(form):
+    """The models `act` serves. The top-k router's evaluation noise is off here: with it on (the
+    authors' default) both paths draw fresh noise, so only the noiseless forms can be equal."""
     cfg = PromptDTConfig(**CFG, ffn_residual=form)
     torch.manual_seed(0)
     yield "prompt_dt", PromptDT(cfg)
     yield "mtdt", MTDT(cfg)
-    for moe in (MoEConfig(n_experts=3), MoEConfig(n_experts=3, router="topk", top_k=2)):
+    for moe in (MoEConfig(n_experts=3), MoEConfig(n_experts=3, router="topk", top_k=2, topk_eval_noise=False)):
         m = M3DT(cfg, moe)
         for p in m.moes.parameters():  # non-trivial experts and routers
             torch.nn.init.normal_(p, std=0.2)
