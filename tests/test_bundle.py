@@ -119,3 +119,11 @@ def test_expert_table_has_references(trained, tmp_path):
     assert np.isnan(rows["reach-v2"]["sac_1000k"])
     gap = rows["reach-v2"]["score_mean"] - 78.0
     assert rows["reach-v2"]["ref_gap"] == pytest.approx(gap) and rows["reach-v2"]["far_below_ref"] == (gap < -25)
+
+
+def test_max_train_seconds_stops_early_and_keeps_the_expert(tmp_path):
+    cfg = ExpertConfig(source="train", max_train_seconds=0.0, **dict(TINY, sac_steps_overrides={TASK: 400}))
+    meta = ex.train_expert(TASK, cfg, tmp_path / TASK)
+    assert meta["stopped_early"] and meta["budget_steps"] == 400 and meta["train_steps"] == 100
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / TASK / "curve.csv"))] == [0, 100]
+    assert (tmp_path / TASK / "policy.pt").exists() and meta["status"] == "done"

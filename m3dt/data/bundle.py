@@ -29,7 +29,8 @@ from m3dt.io import atomic_path, write_text_atomic
 
 BUNDLE_FILES = ("policy.pt", "expert.json", "curve.csv", "curve.png")
 #: expert.json keys a bundle keeps (training internals such as the resume key are dropped)
-BUNDLE_KEYS = ("name", "kind", "tasks", "algorithm", "config", "train_key", "train_steps", "train_seconds",
+BUNDLE_KEYS = ("name", "kind", "tasks", "algorithm", "config", "train_key", "train_steps", "budget_steps",
+               "stopped_early", "train_seconds",
                "steps_per_s", "n_updates", "train_episodes", "goal_features", "evaluation", "eval_key",
                "score_mean_over_tasks", "n_flagged", "versions", "policy_sha256", "status")
 

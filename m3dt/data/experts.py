@@ -121,6 +121,7 @@ class ExpertConfig:
     curve_every: int = 10_000  #: evaluate the current policy every N env steps (0: no curve)
     curve_episodes: int = 3  #: evaluation episodes per task (per goal for a family) at each curve point
     curve_goals: int = 4  #: goals of a family evaluated at each curve point (evenly spaced over its 40)
+    max_train_seconds: float | None = None  #: stop training after this much wall time (at the next curve/checkpoint point) and keep the expert as trained so far (None: no limit)
     # --- evaluation
     eval_episodes: int = 10  #: evaluation episodes per task (per goal for a family)
     eval_max_steps: int | None = None  #: cap on steps per evaluation episode (tests only; None = full episode)
@@ -765,9 +766,9 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
                          cfg.sac_steps(name))
         if bundled is not None:
             model = load_actor(out / POLICY_PT, expected_sha256=bundled["policy_sha256"])
-            meta.update({k: bundled[k] for k in ("config", "train_key", "train_steps", "train_seconds", "steps_per_s",
-                                                 "n_updates", "train_episodes", "policy_sha256", "versions",
-                                                 "commit", "bundle_dir") if k in bundled})
+            meta.update({k: bundled[k] for k in ("config", "train_key", "train_steps", "budget_steps", "stopped_early",
+                                                 "train_seconds", "steps_per_s", "n_updates", "train_episodes",
+                                                 "policy_sha256", "versions", "commit", "bundle_dir") if k in bundled})
             meta["source"] = "bundled"
             if bundled.get("eval_key") == eval_key:  # same evaluation settings (thresholds too): keep its evaluation
                 meta.update({k: bundled[k] for k in ("algorithm", "goal_features", "evaluation", "eval_key",
@@ -890,6 +891,13 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
             append_rows(curve_path, rows)
             log.info("expert %s: curve at step %d: normalised score %.1f (mean of %d task(s))", name, n,
                      float(np.mean([r["score_mean"] for r in rows])), len(rows))
+        if cfg.max_train_seconds is not None and n < total and wall > cfg.max_train_seconds:
+            log.warning("expert %s: stopping at step %d of %d: wall time %.0f s exceeds max_train_seconds %.0f",
+                        name, n, total, wall, cfg.max_train_seconds)
+            if cfg.curve_every > 0 and n % cfg.curve_every != 0:
+                append_rows(curve_path, curve_point(model, name, c_tasks, episodes=cfg.curve_episodes,
+                                                    seed=cfg.seed, step=n, wall_s=wall, max_steps=cfg.eval_max_steps))
+            break
         if n < total and n % cfg.checkpoint_every == 0:
             _save_checkpoint(model, ckpt, {"step": model.num_timesteps, "config_key": _config_key(cfg),
                                            "episodes": state["episodes"], "returns": state["returns"][-10:],
@@ -905,7 +913,8 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
     steps_run = model.num_timesteps - start_step
     run_seconds = time.perf_counter() - t_start
     info = {"steps_per_s": round(steps_run / max(run_seconds, 1e-9), 2), "n_updates": int(model._n_updates),
-            "train_episodes": state["episodes"]}
+            "train_episodes": state["episodes"], "budget_steps": int(total),
+            "stopped_early": bool(model.num_timesteps < total)}
     return model, wall, info
 
 
