@@ -224,7 +224,8 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
         vspec, task, seed = spec
         stem = f"{vspec.replace('@', '_')}__{task}__s{seed}"
         result, log = out / "jobs" / f"{stem}.json", out / "jobs" / f"{stem}.log"
-        cmd = [sys.executable, str(here), "--worker", vspec, "--tasks", task, "--seeds", str(seed), "--steps",
+        flags = (["-S"] if sys.flags.no_site else []) + (["-s"] if sys.flags.no_user_site else [])
+        cmd = [sys.executable, *flags, str(here), "--worker", vspec, "--tasks", task, "--seeds", str(seed), "--steps",
                str(args.steps), "--eval-episodes", str(args.eval_episodes), "--eval-goals", str(args.eval_goals),
                "--result", str(result)]
         if args.learning_starts is not None:
@@ -259,11 +260,12 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
     return rows
 
 
-def add_ratios(frame):
-    """speedup and cost_ratio of each row against the `sb3` row of the same task and seed."""
+def add_ratios(frame, base_device: str = "auto"):
+    """speedup and cost_ratio of each row against the `sb3` row (on `base_device`) of the
+    same task and seed."""
     import numpy as np
 
-    base = frame[frame["variant"] == BASELINE].set_index(["task", "seed"])
+    base = frame[(frame["variant"] == BASELINE) & (frame["device"] == base_device)].set_index(["task", "seed"])
     frame = frame.copy()
     frame["s_per_score"] = frame["train_s"] / frame["score"].clip(lower=1.0)
     for col in ("speedup", "cost_ratio", "score_delta"):
@@ -273,7 +275,6 @@ def add_ratios(frame):
         if key not in base.index:
             continue
         b = base.loc[key]
-        b = b.iloc[0] if b.ndim > 1 else b
         frame.at[i, "speedup"] = r["steps_per_s"] / b["steps_per_s"]
         frame.at[i, "cost_ratio"] = (b["train_s"] / max(b["score"], 1.0)) / (r["train_s"] / max(r["score"], 1.0))
         frame.at[i, "score_delta"] = r["score"] - b["score"]
@@ -312,11 +313,11 @@ TABLE_COLUMNS = ["task", "seed", "variant", "device", "platform", "steps", "trai
                  "speedup", "score_delta", "cost_ratio", "truncated"]
 
 
-def report(rows: list[dict[str, Any]], out: Path, header: str) -> str:
+def report(rows: list[dict[str, Any]], out: Path, header: str, base_device: str = "auto") -> str:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    frame = add_ratios(frame.drop(columns=["config"]))
+    frame = add_ratios(frame.drop(columns=["config"]), base_device)
     frame = frame.sort_values(["task", "seed", "variant", "device"], kind="stable")
     frame.to_csv(out / "bench_sac.csv", index=False)
     text = (f"{header}\n\n" + markdown(frame[TABLE_COLUMNS]) + "\n\nPer variant (geometric means over tasks):\n\n"
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no job finished", file=sys.stderr)
         return 1
-    text = report(rows, out, header + f"; wall {time.perf_counter() - t0:.0f}s")
+    text = report(rows, out, header + f"; wall {time.perf_counter() - t0:.0f}s", args.device)
     print(text)
     print(f"-> {out / 'bench_sac.csv'}, {out / 'bench_sac.md'}")
     return 0 if len(rows) == len(specs) else 2
