@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 BASELINE = "sb3"
+#: single-threaded XLA on the CPU (override with the env var BENCH_SAC_XLA_FLAGS; pinning limits it anyway)
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def _limit_threads() -> None:
     """One core per job: BLAS, torch and XLA single-threaded; JAX must not grab the GPU's memory."""
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[k] = "1"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    xla = os.environ.get("BENCH_SAC_XLA_FLAGS", XLA_ONE_THREAD)  # "" where a JAX rejects these flags
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla).strip()
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("MUJOCO_GL", "disable")
 

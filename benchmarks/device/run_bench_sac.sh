@@ -46,6 +46,15 @@ export MUJOCO_GL=disable              # no rendering (m3dt sets the same default
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # 12 processes share one GPU
 export PYTHONUNBUFFERED=1
 
+echo "== XLA single-thread flags"
+flags=$("$py" -c "import sys; sys.path.insert(0, 'benchmarks'); import bench_sac; print(bench_sac.XLA_ONE_THREAD)")
+if XLA_FLAGS="$flags" JAX_PLATFORMS=cpu "$py" -c "import jax.numpy as j; j.ones(3).sum().block_until_ready()" >/dev/null 2>&1; then
+    echo "ok: $flags"
+else
+    echo "run_bench_sac.sh: WARNING: this JAX rejects XLA_FLAGS='$flags'; jobs run without them (pinned to one core anyway)"
+    export BENCH_SAC_XLA_FLAGS=""
+fi
+
 echo "== imports and environments"
 variants=$("$py" - $tasks <<'EOF'
 import importlib, importlib.metadata as md, sys
