@@ -217,7 +217,8 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     cores: queue.Queue[int] = queue.Queue()
     avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    for c in avail[-args.jobs:] if len(avail) >= args.jobs else avail:
+    slots = avail[-args.jobs:] if args.pin else [-1] * args.jobs  # pinned: at most one job per core
+    for c in slots:
         cores.put(c)
     deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
     here = Path(__file__).resolve()
@@ -239,7 +240,7 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
             def pin() -> None:
                 if args.nice:
                     os.nice(args.nice)
-                if hasattr(os, "sched_setaffinity") and args.pin:
+                if hasattr(os, "sched_setaffinity") and core >= 0:
                     os.sched_setaffinity(0, {core})
 
             t0 = time.perf_counter()
