@@ -7,7 +7,7 @@
 # Installs the wheels into $SITE (default /tmp/site), puts the trimmed dm_control copy and
 # the repo on PYTHONPATH, checks every import and env first (fails fast, naming what is
 # missing), then runs bench_sac with $JOBS jobs (default 12, one pinned core each) of
-# $STEPS env steps (default 25000), guarded by $MAX_MIN minutes of training (default 5.5),
+# $STEPS env steps (default 25000), guarded by $MAX_MIN minutes of training (default 5),
 # so the whole run ends within ~7 minutes. Results: $OUT/bench_sac/{bench_sac.csv,
 # bench_sac.md,jobs/} ($OUT defaults to results/bench_sac_device). $TASKS, $PYTHON, $DEVSITE
 # and $EXTRA (more bench_sac arguments, e.g. "--learning-starts 500" for a smoke test) too.
@@ -26,7 +26,7 @@ site=${SITE:-/tmp/site}
 out=${OUT:-$repo/results/bench_sac_device}
 steps=${STEPS:-25000}
 jobs=${JOBS:-12}
-max_min=${MAX_MIN:-5.5}
+max_min=${MAX_MIN:-5}
 tasks=${TASKS:-"cartpole-swingup walker-stand cheetah-vel"}
 py=${PYTHON:-python3}
 
@@ -98,6 +98,7 @@ if sbx_ok:
 print(" ".join(v))
 EOF
 ) || exit 3
+variants=$(tail -n 1 <<<"$variants")   # the last line: anything a library printed on stdout is dropped
 echo "variants: $variants"
 
 echo "== bench_sac: $steps env steps per job, --jobs $jobs, guard $max_min min"
