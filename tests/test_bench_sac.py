@@ -1,0 +1,66 @@
+"""benchmarks/bench_sac.py: variant parsing, ratios against today's SB3 row, the table (no training)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sac", ROOT / "benchmarks" / "bench_sac.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_sac"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(variant, device, task, steps_per_s, score, train_s):
+    return {"variant": variant, "device": device, "platform": "torch-cpu", "task": task, "seed": 0,
+            "steps": 1000, "truncated": False, "train_s": train_s, "steps_per_s": steps_per_s, "score": score}
+
+
+def test_parse_variant(bench):
+    v, d = bench.parse_variant("sbx-tf8@cpu", "auto")
+    assert (v.library, v.overrides["train_freq"], v.overrides["gradient_steps"], d) == ("sbx", 8, 8, "cpu")
+    v, d = bench.parse_variant("sb3", "auto")
+    assert v.overrides == {} and d == "auto"  # today's setup: ExpertConfig() untouched
+    with pytest.raises(SystemExit, match="unknown variant 'sb4'"):
+        bench.parse_variant("sb4", "auto")
+    with pytest.raises(SystemExit, match="device must be"):
+        bench.parse_variant("sb3@tpu", "auto")
+
+
+def test_ratios_against_sb3_of_the_same_task_and_device(bench):
+    frame = pd.DataFrame([
+        _row("sb3", "auto", "a", 100.0, 80.0, 100.0),
+        _row("sb3", "cpu", "a", 50.0, 80.0, 200.0),  # same variant on another device: not the baseline
+        _row("sbx", "auto", "a", 300.0, 40.0, 33.3),
+        _row("sb3", "auto", "b", 10.0, 0.0, 1000.0),  # score 0 is clipped at 1 in the cost
+        _row("sbx", "auto", "b", 20.0, 0.5, 500.0),
+    ])
+    out = bench.add_ratios(frame, "auto").set_index(["task", "variant", "device"])
+    assert out.loc[("a", "sbx", "auto"), "speedup"] == pytest.approx(3.0)
+    # (100 s / 80) / (33.3 s / 40) = 1.5: 3x the speed at half the score
+    assert out.loc[("a", "sbx", "auto"), "cost_ratio"] == pytest.approx(1.25 / (33.3 / 40))
+    assert out.loc[("a", "sb3", "cpu"), "speedup"] == pytest.approx(0.5)
+    assert out.loc[("a", "sbx", "auto"), "score_delta"] == pytest.approx(-40.0)
+    assert out.loc[("b", "sbx", "auto"), "cost_ratio"] == pytest.approx(2.0)
+    summary = bench.summary(out.reset_index()).set_index(["variant", "device"])
+    assert summary.loc[("sbx", "auto"), "speedup"] == pytest.approx((3.0 * 2.0) ** 0.5)
+
+
+def test_markdown_table(bench):
+    text = bench.markdown(pd.DataFrame({"variant": ["sb3", "sbx"], "speedup": [1.0, float("nan")]}))
+    lines = text.splitlines()
+    assert lines[0] == "| variant | speedup |" and lines[1] == "|---|---|"
+    assert lines[3] == "| sbx | – |"
+
+
+def test_baseline_is_required(bench, tmp_path):
+    with pytest.raises(SystemExit, match="must include 'sb3'"):
+        bench.main(["--variants", "sbx", "--tasks", "cartpole-swingup", "--out", str(tmp_path)])
