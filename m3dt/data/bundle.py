@@ -119,6 +119,10 @@ def make_bundle(expert_folder: str | os.PathLike, root: str | os.PathLike | None
             with atomic_path(dest / f) as tmp:
                 shutil.copyfile(src / f, tmp)
     kept = {k: meta[k] for k in BUNDLE_KEYS if k in meta}
+    if "algorithm" not in kept:  # experts trained before expert.json recorded it
+        from m3dt.data.experts import ALGORITHM
+
+        kept["algorithm"] = ALGORITHM
     kept["commit"] = _git_commit()
     write_text_atomic(dest / "expert.json", json.dumps(kept, indent=2))
     return dest
