@@ -52,6 +52,25 @@ def _check_config():
         )
     if DATA["source"] == "import" and not DATA.get("import_dir"):
         raise ValueError("data.source is 'import' but data.import_dir is not set")
+    if DATA["source"] == "import" and not os.path.isdir(DATA["import_dir"]):
+        raise ValueError(
+            f"data.import_dir {DATA['import_dir']!r} is not a folder (data.source is 'import')"
+        )
+    # every M3DT run needs at least one task per expert
+    for key, experts, counts in (
+        ("experiments.n_experts", [E_MAIN], set(TASK_COUNTS) | {N_MAX}),
+        ("experiments.expert_counts", E_COUNTS, set(E_TASK_COUNTS)),
+    ):
+        if max(experts) > min(counts):
+            raise ValueError(
+                f"{key} {max(experts)} exceeds the task count {min(counts)} it is used with"
+                f" (task_counts / experiments.expert_task_counts): a group needs a task"
+            )
+    for t in config["single_task"]["tasks"]:
+        try:
+            t == "all" or m3dt_tasks.get(t)
+        except KeyError as e:
+            raise ValueError(f"single_task.tasks: {e.args[0]}") from None
     from m3dt.config import TrainConfig
 
     TrainConfig.from_dict(TRAIN)  # raises ConfigError naming train.<section>.<key>
