@@ -43,6 +43,14 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
     ("task_counts: [7]", "task_counts"),
     ("evaluation: {episodes: 0}", "episodes"),
     ("data: {source: import}", "data.import_dir"),
+    ("data: {source: import, import_dir: /no/such/folder}", "data.import_dir"),
+    ("experiments: {n_experts: 50}", "experiments.n_experts"),
+    ("experiments: {expert_counts: [2, 50]}", "experiments.expert_counts"),
+    ("train: {loop: {checkpoint_every: -1}}", "checkpoint_every must be >= 1"),
+    ("train: {optim: {lr: fast}}", "train.optim.lr must be a number"),
+    ("evaluation: {device: gpu0}", "['evaluation']['device']"),
+    ("resources: {train_mem_mb: -1}", "['resources']['train_mem_mb']"),
+    ("single_task: {tasks: [foo-bar]}", "single_task.tasks: unknown task 'foo-bar'"),
 ])
 def test_bad_config_names_the_key(bad, key, tmp_path):
     cfg = tmp_path / "bad.yaml"

@@ -15,6 +15,16 @@ if REPO not in sys.path:
 
 from m3dt import tasks as m3dt_tasks  # noqa: E402
 from m3dt.io import typed_strings  # noqa: E402
+from m3dt.workflow_lock import clear_stale_locks, register_instance  # noqa: E402
+
+# A Snakemake killed with -9 leaves its lock behind: clear it when no instance that could
+# hold it is alive (m3dt/workflow_lock.py), then register this one. Jobs on a cluster
+# node parse this file too; only the main process does this.
+if workflow.is_main_process:
+    _msg = clear_stale_locks(".snakemake")
+    if _msg:
+        print(f"m3dt: {_msg}", file=sys.stderr)
+    register_instance(".snakemake")
 
 # `--config steps='{router: 2000}'` gives nested values as strings: type them first.
 for _key in list(config):
