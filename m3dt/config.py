@@ -122,11 +122,14 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(known)}")
         model = _build(PromptDTConfig, d.get("model"), f"{where}.model")
-        sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, **dict(d.get("sampler") or {})}
-        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
         optim = _build(OptimConfig, d.get("optim"), f"{where}.optim")
         loop_d = {"steps": 1000, **dict(d.get("loop") or {})}
         loop = _build(LoopConfig, loop_d, f"{where}.loop", optim=optim)
+        # loop.seed also seeds the sampler unless sampler.seed is given: runs of two seeds
+        # draw different batches
+        sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, "seed": loop.seed,
+                     **dict(d.get("sampler") or {})}
+        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
         harmo = dict(d.get("harmo") or {})
         return cls(model=model, moe=_build(MoEConfig, d.get("moe"), f"{where}.moe"), harmo=harmo,
                    sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),
