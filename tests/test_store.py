@@ -196,7 +196,8 @@ def test_collect_style_usage(tmp_path: Path):
 
 
 @pytest.mark.parametrize("key, change, match", [
-    ("observations", lambda a: a.__setitem__((4, 1), np.nan), r"dataset 'observations' has a NaN/inf value \(first at row 4\)"),
+    ("observations", lambda a: a.__setitem__((4, 1), np.nan),
+     r"dataset 'observations' has a NaN/inf value \(first at row 4\)"),
     ("rewards", lambda a: a.__setitem__(7, np.inf), r"dataset 'rewards' has a NaN/inf value \(first at row 7\)"),
     ("state_std", lambda a: a.__setitem__(0, np.nan), r"dataset 'state_std' has a NaN/inf value"),
     ("rewards", lambda a: a[:-2], r"dataset 'rewards' has shape \(7,\), expected \(9,\)"),

@@ -312,8 +312,8 @@ def _resumable(last: Path, key: str, device: torch.device) -> dict[str, Any] | N
         last.unlink(missing_ok=True)
         return None
     if not isinstance(ck, dict) or ck.get("resume_key") != key:
-        log.warning("%s belongs to a different run (config, data, inputs or m3dt code changed): "
-                    "starting from step 0", last)
+        log.warning("%s belongs to a different run (config, data, inputs or m3dt code changed): starting "
+                    "from step 0", last)
         return None
     return ck
 
