@@ -46,11 +46,13 @@ def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
     """Remove the temporary files `atomic_path` left beside `target` in processes that are
     gone (killed during a write). Returns the removed paths."""
     target = Path(target)
+    # .<name>.<pid>.<mkstemp's random letters>.tmp (older versions: without <pid>.)
+    mine = re.compile(rf"^\.{re.escape(target.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]+\.tmp$")
     removed = []
     for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        pid = tmp.name[len(target.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and _process_exists(int(pid)):
-            continue  # a live writer (ours or another process's)
+        m = mine.match(tmp.name)
+        if m is None or (m.group(1) and _process_exists(int(m.group(1)))):
+            continue  # another target's, or a live writer's (ours or another process's)
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed

@@ -49,10 +49,13 @@ def test_sigkill_temp_file_is_removed_at_the_next_write(tmp_path):
     target = tmp_path / "last.pt"
     killed_writer(target, signal.SIGKILL)
     assert len(temps(target)) == 1  # SIGKILL cannot be handled
-    (tmp_path / ".other.pt.1.x.tmp").write_text("another target's temp stays")
+    (tmp_path / ".last.pt.oldstyle.tmp").write_text("a temp of an older version (no pid)")
+    others = [tmp_path / ".other.pt.99999999.x.tmp", tmp_path / ".last.pt.bak.99999999.x.tmp"]
+    for p in others:
+        p.write_text("another target's temp stays")
     write_text_atomic(target, "done")
-    assert target.read_text() == "done" and not temps(target)
-    assert (tmp_path / ".other.pt.1.x.tmp").exists()
+    assert target.read_text() == "done" and not (tmp_path / ".last.pt.oldstyle.tmp").exists()
+    assert not [p for p in temps(target) if p not in others] and all(p.exists() for p in others)
 
 
 def test_a_live_writers_temp_file_is_kept(tmp_path):
