@@ -46,6 +46,7 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
     ("data: {source: import, import_dir: /no/such/folder}", "data.import_dir"),
     ("experiments: {n_experts: 50}", "experiments.n_experts"),
     ("experiments: {expert_counts: [2, 50]}", "experiments.expert_counts"),
+    ("experiments: {n_experts_by_task_count: {10: 11}}", "experiments.n_experts_by_task_count[10] = 11"),
     ("train: {loop: {checkpoint_every: -1}}", "checkpoint_every must be >= 1"),
     ("train: {optim: {lr: fast}}", "train.optim.lr must be a number"),
     ("evaluation: {device: gpu0}", "['evaluation']['device']"),

@@ -44,6 +44,7 @@ RES = config["resources"]
 TRAIN = config["train"]
 WIDTH = int(TRAIN.get("model", {}).get("width", 256))  # the backbone width of M3DT
 E_MAIN = int(EXP["n_experts"])
+E_BY_N = {int(k): int(v) for k, v in EXP["n_experts_by_task_count"].items()}
 E_COUNTS = [int(e) for e in EXP["expert_counts"]]
 E_TASK_COUNTS = [int(n) for n in EXP["expert_task_counts"]]
 N_MAX = max(E_TASK_COUNTS)  # task count of Figs. 7, 9, 12 and Table 2
@@ -51,6 +52,11 @@ B_STEPS = sorted({int(b) for b in EXP["backbone_checkpoints"]} | {int(STEPS["den
 B_MAIN = int(STEPS["dense"])
 GROUPINGS = list(EXP["groupings"])
 G_FIG = GROUPINGS[-1]
+
+
+def table1_experts(n):
+    """Expert count of Table 1's M3DT runs at n tasks."""
+    return E_BY_N.get(int(n), E_MAIN)
 
 
 def _check_config():
@@ -67,14 +73,24 @@ def _check_config():
             f"data.import_dir {DATA['import_dir']!r} is not a folder (data.source is 'import')"
         )
     # every M3DT run needs at least one task per expert
-    for key, experts, counts in (
-        ("experiments.n_experts", [E_MAIN], set(TASK_COUNTS) | {N_MAX}),
-        ("experiments.expert_counts", E_COUNTS, set(E_TASK_COUNTS)),
-    ):
-        if max(experts) > min(counts):
+    uses = [("experiments.n_experts", E_MAIN, N_MAX)]
+    uses += [("experiments.expert_counts", max(E_COUNTS), min(E_TASK_COUNTS))]
+    uses += [
+        (
+            (
+                f"experiments.n_experts_by_task_count[{n}]"
+                if n in E_BY_N
+                else "experiments.n_experts"
+            ),
+            table1_experts(n),
+            n,
+        )
+        for n in TASK_COUNTS
+    ]
+    for key, experts, n in uses:
+        if experts > n:
             raise ValueError(
-                f"{key} {max(experts)} exceeds the task count {min(counts)} it is used with"
-                f" (task_counts / experiments.expert_task_counts): a group needs a task"
+                f"{key} = {experts} exceeds the {n} tasks it is used with: a group needs a task"
             )
     for t in config["single_task"]["tasks"]:
         try:
