@@ -16,7 +16,7 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-# The paper preset's DAG has ~4,600 jobs (40 s to plan); it is planned here on one task
+# The paper preset's DAG has ~3,800 jobs (40 s to plan); it is planned here on one task
 # count and seed, which checks the file against the schema and every rule against it.
 SMALLER = "seeds: [0]\ntask_counts: [10]\nexperiments: {expert_task_counts: [10], expert_counts: [8], n_experts: 8}\n"
 
