@@ -24,12 +24,32 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: errors a user causes (unknown task, missing or malformed file or config, bad checkpoint):
+#: one line naming the culprit; anything else also gets one line, plus a hint.
+EXPECTED = (OSError, KeyError, ValueError, RuntimeError, FloatingPointError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Errors end it with one line on stderr and exit status 1; `--debug`
+    (anywhere on the line) shows the traceback instead."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     run: Callable[[argparse.Namespace], int | None] = COMMANDS[args.command][2]
-    return int(run(args) or 0)
+    try:
+        return int(run(args) or 0)
+    except Exception as e:
+        if debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and e.filename and e.strerror:
+            msg = f"{e.filename}: {e.strerror}"
+        if not isinstance(e, EXPECTED):
+            msg = f"{type(e).__name__}: {msg} (rerun with --debug for the traceback)"
+        print(f"python -m m3dt {args.command}: error: {msg}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

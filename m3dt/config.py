@@ -17,6 +17,8 @@ Unknown keys fail with a message naming the key path (e.g. `train.model.widht`).
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +45,52 @@ def _build(cls: type, d: Mapping[str, Any] | None, where: str, **extra: Any) -> 
     for f in dataclasses.fields(cls):  # YAML gives lists where dataclasses hold tuples
         if f.name in d and isinstance(d[f.name], list):
             d[f.name] = tuple(d[f.name])
+    hints = typing.get_type_hints(cls)
+    for k, v in d.items():
+        if not _has_type(v, hints[k]):
+            raise ConfigError(f"{where}.{k} must be {_type_name(hints[k])}, got {v!r}")
     try:
         return cls(**d, **extra)
     except (AssertionError, ValueError, TypeError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether `value` fits the annotation `hint` (plain scalars, unions, literals, tuples;
+    anything else is left to the dataclass's own checks)."""
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (bool, str, type(None)):
+        return isinstance(value, hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_type(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_has_type(v, a) for v, a in zip(value, args))
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
+                "NoneType": "null"}.get(hint.__name__, hint.__name__)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return "a list"
+    return str(hint)
 
 
 @dataclass(frozen=True)
@@ -78,11 +122,14 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(known)}")
         model = _build(PromptDTConfig, d.get("model"), f"{where}.model")
-        sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, **dict(d.get("sampler") or {})}
-        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
         optim = _build(OptimConfig, d.get("optim"), f"{where}.optim")
         loop_d = {"steps": 1000, **dict(d.get("loop") or {})}
         loop = _build(LoopConfig, loop_d, f"{where}.loop", optim=optim)
+        # loop.seed also seeds the sampler unless sampler.seed is given: runs of two seeds
+        # draw different batches
+        sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, "seed": loop.seed,
+                     **dict(d.get("sampler") or {})}
+        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
         harmo = dict(d.get("harmo") or {})
         return cls(model=model, moe=_build(MoEConfig, d.get("moe"), f"{where}.moe"), harmo=harmo,
                    sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),

@@ -146,6 +146,19 @@ def test_same_seed_same_backbone(data_dir, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_loop_seed_also_seeds_the_sampler(data_dir):
+    """Two training seeds draw different batches, unless sampler.seed is set explicitly."""
+    assert cfg(loop={"seed": 3}).sampler.seed == 3
+    assert cfg(loop={"seed": 3}, sampler={"seed": 7}).sampler.seed == 7
+
+    def first_batch(c):
+        return stages.load_sampler(data_dir, TASKS, c).next(1)[1].states
+
+    assert not torch.equal(first_batch(cfg(loop={"seed": 0})), first_batch(cfg(loop={"seed": 1})))
+    assert torch.equal(first_batch(cfg(loop={"seed": 0}, sampler={"seed": 5})),
+                       first_batch(cfg(loop={"seed": 1}, sampler={"seed": 5})))
+
+
 def test_cli_backbone_and_config_errors(data_dir, tmp_path):
     sets = ["model.width=32", "model.n_layer=1", "model.n_head=2", "model.context_len=4", "model.prompt_len=2",
             "sampler.batch_size=4", "loop.steps=2", "loop.device=cpu"]

@@ -193,3 +193,22 @@ def test_collect_style_usage(tmp_path: Path):
     with open_task_data(path) as d:
         assert d.attrs["expert"] == "sac-goal" and d.attrs["episodes"] == 1
         assert d.observations.shape == (12, 20) and d.actions.shape == (12, 6)
+
+
+@pytest.mark.parametrize("key, change, match", [
+    ("observations", lambda a: a.__setitem__((4, 1), np.nan),
+     r"dataset 'observations' has a NaN/inf value \(first at row 4\)"),
+    ("rewards", lambda a: a.__setitem__(7, np.inf), r"dataset 'rewards' has a NaN/inf value \(first at row 7\)"),
+    ("state_std", lambda a: a.__setitem__(0, np.nan), r"dataset 'state_std' has a NaN/inf value"),
+    ("rewards", lambda a: a[:-2], r"dataset 'rewards' has shape \(7,\), expected \(9,\)"),
+    ("episode_returns", lambda a: a[:-1], r"dataset 'episode_returns' has shape \(2,\), expected \(3,\)"),
+])
+def test_open_checks_values_and_names_the_culprit(tmp_path, key, change, match):
+    path = write_task_data(tmp_path / "t.h5", "pendulum-swingup", make_episodes("pendulum-swingup", [3, 3, 3]))
+    with h5py.File(path, "a") as f:
+        arr = f[key][()]
+        out = change(arr)
+        del f[key]
+        f[key] = arr if out is None else out
+    with pytest.raises(TaskDataError, match=rf"t.h5: {match}"):
+        open_task_data(path)

@@ -133,10 +133,52 @@ def test_bf16_setting_and_autocast_in_training(tmp_path):
         assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
 
 
+def crash(tmp, steps=12, at=8, meta=None):
+    """A run that dies at step `at` (after its step-5 checkpoint), as a killed job would."""
+    set_seed(0)
+    model = toy_model()
+    cfg = LoopConfig(steps=steps, log_every=1, checkpoint_every=5, optim=OptimConfig(lr=1e-2, warmup_steps=3))
+    with pytest.raises(FloatingPointError):
+        train(model, model.parameters(), ToySource(0, poison_at=at), mse, cfg, tmp, meta=meta)
+
+
 def test_changed_run_does_not_resume_a_stale_checkpoint(tmp_path, caplog):
     """last.pt is resumed only by the same run: other settings or data (meta) start at step 0."""
-    run(tmp_path, steps=4, meta={"data": 1})
+    crash(tmp_path, meta={"data": 1})
     assert run(tmp_path, steps=6, meta={"data": 1})[1].resumed_from == 0  # steps changed
-    assert run(tmp_path, steps=6, meta={"data": 1})[1].resumed_from == 6  # identical rerun resumes
-    assert run(tmp_path, steps=6, meta={"data": 2})[1].resumed_from == 0  # data changed
+    crash(tmp_path, meta={"data": 1})
+    assert run(tmp_path, steps=12, meta={"data": 2})[1].resumed_from == 0  # data changed
     assert "different run" in caplog.text
+    crash(tmp_path, meta={"data": 1})
+    assert run(tmp_path, steps=12, meta={"data": 1})[1].resumed_from == 5  # the same run resumes
+
+
+def test_finished_run_is_retrained_when_rerun(tmp_path):
+    """A forced rerun (same settings; Snakemake deleted final.pt) trains from step 0."""
+    ref, res = run(tmp_path, steps=6)
+    assert res.resumed_from == 0 and not (tmp_path / "checkpoints" / "last.pt").exists()
+    res.final_checkpoint.unlink()
+    again, res2 = run(tmp_path, steps=6)
+    assert res2.resumed_from == 0 and res2.final_checkpoint.exists()
+    for a, b in zip(ref.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_code_change_does_not_resume(tmp_path, monkeypatch):
+    import m3dt.train.loop as loop
+
+    assert len(loop.code_fingerprint()) == 64
+    crash(tmp_path)
+    monkeypatch.setattr(loop, "code_fingerprint", lambda: "edited")  # as if a .py file of m3dt changed
+    assert run(tmp_path, steps=12)[1].resumed_from == 0
+
+
+def test_corrupt_last_checkpoint_is_removed_and_training_restarts(tmp_path, caplog):
+    crash(tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # a truncated copy
+    ref, _ = run(tmp_path / "ref", steps=12)
+    model, res = run(tmp_path, steps=12)
+    assert res.resumed_from == 0 and f"checkpoint {last} could not be read" in caplog.text
+    for a, b in zip(ref.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -16,7 +16,7 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-# The paper preset's DAG has ~4,600 jobs (40 s to plan); it is planned here on one task
+# The paper preset's DAG has ~3,800 jobs (40 s to plan); it is planned here on one task
 # count and seed, which checks the file against the schema and every rule against it.
 SMALLER = "seeds: [0]\ntask_counts: [10]\nexperiments: {expert_task_counts: [10], expert_counts: [8], n_experts: 8}\n"
 
@@ -44,6 +44,15 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
     ("evaluation: {episodes: 0}", "episodes"),
     ("data: {source: import}", "data.import_dir"),
     ("experiments: {m3dt_backbone_step: 3}", "experiments.m3dt_backbone_step"),
+    ("data: {source: import, import_dir: /no/such/folder}", "data.import_dir"),
+    ("experiments: {n_experts: 50}", "experiments.n_experts"),
+    ("experiments: {expert_counts: [2, 50]}", "experiments.expert_counts"),
+    ("experiments: {n_experts_by_task_count: {10: 11}}", "experiments.n_experts_by_task_count[10] = 11"),
+    ("train: {loop: {checkpoint_every: -1}}", "checkpoint_every must be >= 1"),
+    ("train: {optim: {lr: fast}}", "train.optim.lr must be a number"),
+    ("evaluation: {device: gpu0}", "['evaluation']['device']"),
+    ("resources: {train_mem_mb: -1}", "['resources']['train_mem_mb']"),
+    ("single_task: {tasks: [foo-bar]}", "single_task.tasks: unknown task 'foo-bar'"),
 ])
 def test_bad_config_names_the_key(bad, key, tmp_path):
     cfg = tmp_path / "bad.yaml"

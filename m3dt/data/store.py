@@ -290,8 +290,10 @@ class TaskData:
     def _validate(self, where: str) -> None:
         shapes = {k: tuple(self._src[k].shape) for k in DATASETS}
         od, ad = self.spec.obs_dim, self.spec.action_dim
-        N = shapes["rewards"][0] if len(shapes["rewards"]) == 1 else -1
-        E = shapes["episode_lengths"][0] if len(shapes["episode_lengths"]) == 1 else -1
+        # N and E are what most datasets agree on, so the odd one out is the one named
+        N = _majority(shapes[k][0] if shapes[k] else -1 for k in ("observations", "actions", "rewards", "terminals"))
+        E = _majority(shapes[k][0] if shapes[k] else -1
+                      for k in ("episode_lengths", "episode_starts", "episode_returns", "episode_success"))
         want = {"rewards": (N,), "episode_lengths": (E,), "observations": (N, od), "actions": (N, ad),
                 "terminals": (N,), "episode_starts": (E,), "episode_returns": (E,),
                 "episode_success": (E,), "state_mean": (od,), "state_std": (od,)}
@@ -311,6 +313,11 @@ class TaskData:
         if np.any((prompt < 0) | (prompt >= E)) or len(np.unique(prompt)) != len(prompt) or len(prompt) >= E:
             raise TaskDataError(f"{where}: prompt_episodes {prompt.tolist()} must be distinct episode indices "
                                 f"in [0, {E}) leaving >= 1 training episode")
+        for k, dtype in DATASETS.items():
+            if dtype.startswith("float"):
+                bad = _first_non_finite(self._src[k])
+                if bad is not None:
+                    raise TaskDataError(f"{where}: dataset {k!r} has a NaN/inf value (first at row {bad})")
 
     # -- file handling
     def close(self) -> None:
@@ -438,6 +445,22 @@ class TaskData:
             "success_rate": (float(np.mean(success)) if mw else 0.0) if known else None,
             "score_mean": score,
         }
+
+
+def _majority(values: Any) -> int:
+    """The most common value (ties: the first seen)."""
+    values = list(values)
+    return max(values, key=values.count)
+
+
+def _first_non_finite(src: Any, rows: int = 1 << 20) -> int | None:
+    """First row of `src` (array or h5py dataset) holding a NaN/inf, read in chunks of `rows`."""
+    for lo in range(0, len(src), rows):
+        chunk = np.asarray(src[lo:lo + rows])
+        ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)  # (rows,)
+        if not ok.all():
+            return lo + int(np.argmin(ok))
+    return None
 
 
 def open_task_data(path: str | os.PathLike) -> TaskData:

@@ -53,7 +53,7 @@ class MoEConfig:
         assert self.router in ("dense", "topk"), f"unknown router {self.router!r}"
         if self.router == "topk":
             assert 1 <= self.top_k <= self.n_experts, f"top_k {self.top_k} not in [1, n_experts={self.n_experts}]"
-        assert self.router_hidden_mult >= 1
+        assert self.router_hidden_mult >= 1, f"router_hidden_mult must be >= 1, got {self.router_hidden_mult}"
         assert self.mode in MODES, f"unknown mode {self.mode!r}, one of {MODES}"
 
 

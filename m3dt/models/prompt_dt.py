@@ -65,10 +65,14 @@ class PromptDTConfig:
 
     def __post_init__(self) -> None:
         assert self.state_dim > 0 and self.act_dim > 0, "state_dim and act_dim must be > 0"
-        assert self.width > 0 and self.n_layer > 0 and self.n_head > 0 and self.ffn_mult > 0
+        assert self.width > 0 and self.n_layer > 0 and self.n_head > 0 and self.ffn_mult > 0, (
+            f"width, n_layer, n_head and ffn_mult must be > 0, got {self.width}, {self.n_layer}, {self.n_head}, "
+            f"{self.ffn_mult}")
         assert self.width % self.n_head == 0, f"width {self.width} not divisible by n_head {self.n_head}"
         assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert self.max_ep_len > 0 and self.context_len > 0 and self.prompt_len > 0
+        assert self.max_ep_len > 0 and self.context_len > 0 and self.prompt_len > 0, (
+            f"max_ep_len, context_len and prompt_len must be > 0, got {self.max_ep_len}, {self.context_len}, "
+            f"{self.prompt_len}")
         assert self.ffn_residual in ("normed", "stream"), f"unknown ffn_residual {self.ffn_residual!r}"
 
     @property

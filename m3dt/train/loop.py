@@ -10,6 +10,7 @@ uninterrupted CPU run exactly.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import logging
 import math
@@ -61,7 +62,8 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
-        assert self.log_every >= 1 and self.checkpoint_every >= 1
+        assert self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"
+        assert self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"
         _check_bf16(self.bf16)
         bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
         assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
@@ -205,7 +207,8 @@ def train(
 ) -> RunResult:
     """Train `trainable` (a subset of `model`'s parameters) for `cfg.steps` steps.
 
-    `out_dir/checkpoints/last.pt` is resumed from when it exists. `meta` (model config,
+    `out_dir/checkpoints/last.pt` (written every `checkpoint_every` steps, removed when the
+    run finishes) is resumed from when it belongs to the same run (`resume_key`). `meta` (model config,
     stage, tasks, normalisation statistics, ...) is stored in every checkpoint.
     `state_fn(model)` chooses what model state a checkpoint holds (default: the whole
     `state_dict`; stage 2 saves only its expert's weights). Each hook's
@@ -231,10 +234,7 @@ def train(
     start = 0
     last = ckpt_dir / "last.pt"
     key = resume_key(cfg, meta)
-    ck = load_checkpoint(last, device) if last.exists() else None
-    if ck is not None and ck.get("resume_key") != key:
-        log.warning("%s belongs to a different run (config, data or inputs changed): starting from step 0", last)
-        ck = None
+    ck = _resumable(last, key, device)
     if ck is not None:
         _load_model_state(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -294,16 +294,47 @@ def train(
         if step in cfg.keep_steps:
             checkpoint(step, ckpt_dir / f"step_{step}.pt")
     final = checkpoint(cfg.steps, ckpt_dir / "final.pt")
-    checkpoint(cfg.steps, last)
+    last.unlink(missing_ok=True)  # a finished run leaves nothing to resume: a forced rerun retrains
     return RunResult(out, final, out / "metrics.csv", cfg.steps, start)
 
 
+def _resumable(last: Path, key: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at `last` if it belongs to this run (same `resume_key`), else None.
+
+    A checkpoint of another run (other settings, data or code) is left for the new run to
+    overwrite; an unreadable one (e.g. a truncated copy) is removed, saying so."""
+    if not last.exists():
+        return None
+    try:
+        ck = load_checkpoint(last, device)
+    except RuntimeError as e:
+        log.warning("%s; removing it and training from step 0", e)
+        last.unlink(missing_ok=True)
+        return None
+    if not isinstance(ck, dict) or ck.get("resume_key") != key:
+        log.warning("%s belongs to a different run (config, data, inputs or m3dt code changed): starting "
+                    "from step 0", last)
+        return None
+    return ck
+
+
 def resume_key(cfg: LoopConfig, meta: Mapping[str, Any] | None) -> str:
-    """Identity of a run: a hash of the loop config and the checkpoint meta (model spec,
-    tasks, data statistics and prompts, input fingerprints). `last.pt` is resumed from only
-    when it has the same key, so a rerun with changed settings or data starts afresh."""
-    blob = pickle.dumps((asdict(cfg), dict(meta or {})), protocol=4)
+    """Identity of a run: a hash of the loop config, the checkpoint meta (model spec, tasks,
+    data statistics and prompts, input fingerprints) and the `m3dt` package's source code.
+    `last.pt` is resumed from only when it has the same key, so a rerun with changed
+    settings, data or code starts afresh."""
+    blob = pickle.dumps((asdict(cfg), dict(meta or {}), code_fingerprint()), protocol=4)
     return hashlib.sha256(blob).hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the path and content of every `.py` file of the `m3dt` package."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

@@ -15,6 +15,16 @@ if REPO not in sys.path:
 
 from m3dt import tasks as m3dt_tasks  # noqa: E402
 from m3dt.io import typed_strings  # noqa: E402
+from m3dt.workflow_lock import clear_stale_locks, register_instance  # noqa: E402
+
+# A Snakemake killed with -9 leaves its lock behind: clear it when no instance that could
+# hold it is alive (m3dt/workflow_lock.py), then register this one. Jobs on a cluster
+# node parse this file too; only the main process does this.
+if workflow.is_main_process:
+    _msg = clear_stale_locks(".snakemake")
+    if _msg:
+        print(f"m3dt: {_msg}", file=sys.stderr)
+    register_instance(".snakemake")
 
 # `--config steps='{router: 2000}'` gives nested values as strings: type them first.
 for _key in list(config):
@@ -34,6 +44,7 @@ RES = config["resources"]
 TRAIN = config["train"]
 WIDTH = int(TRAIN.get("model", {}).get("width", 256))  # the backbone width of M3DT
 E_MAIN = int(EXP["n_experts"])
+E_BY_N = {int(k): int(v) for k, v in EXP["n_experts_by_task_count"].items()}
 E_COUNTS = [int(e) for e in EXP["expert_counts"]]
 E_TASK_COUNTS = [int(n) for n in EXP["expert_task_counts"]]
 N_MAX = max(E_TASK_COUNTS)  # task count of Figs. 7, 9, 12 and Table 2
@@ -45,6 +56,11 @@ B_STEPS = sorted(
 B_MAIN = int(EXP.get("m3dt_backbone_step") or B_DENSE)
 GROUPINGS = list(EXP["groupings"])
 G_FIG = GROUPINGS[-1]
+
+
+def table1_experts(n):
+    """Expert count of Table 1's M3DT runs at n tasks."""
+    return E_BY_N.get(int(n), E_MAIN)
 
 
 def _check_config():
@@ -61,6 +77,35 @@ def _check_config():
         )
     if DATA["source"] == "import" and not DATA.get("import_dir"):
         raise ValueError("data.source is 'import' but data.import_dir is not set")
+    if DATA["source"] == "import" and not os.path.isdir(DATA["import_dir"]):
+        raise ValueError(
+            f"data.import_dir {DATA['import_dir']!r} is not a folder (data.source is 'import')"
+        )
+    # every M3DT run needs at least one task per expert
+    uses = [("experiments.n_experts", E_MAIN, N_MAX)]
+    uses += [("experiments.expert_counts", max(E_COUNTS), min(E_TASK_COUNTS))]
+    uses += [
+        (
+            (
+                f"experiments.n_experts_by_task_count[{n}]"
+                if n in E_BY_N
+                else "experiments.n_experts"
+            ),
+            table1_experts(n),
+            n,
+        )
+        for n in TASK_COUNTS
+    ]
+    for key, experts, n in uses:
+        if experts > n:
+            raise ValueError(
+                f"{key} = {experts} exceeds the {n} tasks it is used with: a group needs a task"
+            )
+    for t in config["single_task"]["tasks"]:
+        try:
+            t == "all" or m3dt_tasks.get(t)
+        except KeyError as e:
+            raise ValueError(f"single_task.tasks: {e.args[0]}") from None
     from m3dt.config import TrainConfig
 
     TrainConfig.from_dict(TRAIN)  # raises ConfigError naming train.<section>.<key>

@@ -57,7 +57,7 @@ def figure_scores(fig):
                     )
                     for w in EXP["harmodt_widths"]
                 ]
-                out += [m3dt(n, s, E_MAIN, g) for g in GROUPINGS]
+                out += [m3dt(n, s, table1_experts(n), g) for g in GROUPINGS]
         elif fig == "table2":
             n = N_MAX
             out += [m3dt(n, s, E_MAIN, g) for g in GROUPINGS]
