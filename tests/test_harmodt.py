@@ -1,5 +1,5 @@
 """HarmoDT: mask sparsity, masked forward, frozen masked-out coordinates, the mask-update
-rule on conflicting tasks, checkpoints through the real loop and `policy.build_model`."""
+rule on conflicting tasks, checkpoints through the real loop and `checkpoint.build_model`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from m3dt.data.store import TaskData
 from m3dt.models.harmodt import (HARMO_PRESETS, PAPER_HARMO_PARAMS, HarmoConfig, HarmoDT, erk_densities, pack_bits,
                                  pack_bits_torch, unpack_bits, unpack_bits_torch)
 from m3dt.models.prompt_dt import PromptDT, PromptDTConfig
-from m3dt.policy import build_model, load_policy, policy_meta
+from m3dt.checkpoint import build_model, policy_meta
+from m3dt.policy import load_policy
 from m3dt.seeding import set_seed
 from m3dt.train.harmodt import change_count, harmodt_parts, select_swaps
-from m3dt.train.loop import LoopConfig, OptimConfig, load_checkpoint, train
+from m3dt.checkpoint import load_checkpoint
+from m3dt.config import LoopConfig, OptimConfig
+from m3dt.train.loop import train
 
 TASKS = ["cheetah-vel-0", "cheetah-vel-1"]  # same dims (obs 20, act 6)
 DT = PromptDTConfig(width=32, n_layer=1, n_head=2, context_len=4, prompt_len=2, dropout=0.0)

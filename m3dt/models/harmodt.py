@@ -257,7 +257,7 @@ class HarmoDT(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], init_masks: bool = True) -> HarmoDT:
-        """The model of a `policy.model_spec` of kind "harmodt"; tasks from spec["tasks"]
+        """The model of a `checkpoint.model_spec` of kind "harmodt"; tasks from spec["tasks"]
         (or spec["harmo"]["tasks"])."""
         harmo = dict(spec.get("harmo") or {})
         tasks = spec.get("tasks") or harmo.get("tasks")
