@@ -21,7 +21,7 @@ import torch
 
 from m3dt.data.sampler import Batch
 from m3dt.models.harmodt import HarmoConfig
-from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, masked_action_loss
+from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, Segment, masked_action_loss
 from m3dt.train.harmodt import harmodt_parts
 from m3dt.config import OptimConfig
 from m3dt.train.loop import build_optimizer
@@ -43,7 +43,7 @@ def random_batch(task: int, gen: torch.Generator) -> Batch:
 
 
 def plain_loss(model, batch):
-    pred = model(*batch.inputs, prompt=batch.prompt)
+    pred = model(Segment(*batch.inputs), prompt=batch.prompt)
     return masked_action_loss(pred, batch.actions, batch.action_mask, batch.attn_mask)
 
 
