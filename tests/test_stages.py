@@ -111,6 +111,25 @@ def test_assemble_checks_expert_order(pipeline, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_number_of_experts_comes_from_the_groups_file(pipeline, tmp_path):
+    with pytest.raises(ValueError, match="2-group file"):  # one expert checkpoint of a two-group file
+        stages.run("assemble", cfg(), tmp_path / "x.pt", backbone=pipeline["backbone"], experts=pipeline["experts"][:1])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_stage3_takes_every_moe_setting_but_the_expert_count_from_the_config(pipeline, data_dir, tmp_path):
+    moe = {"router_hidden_mult": 2, "topk_eval_noise": False, "expert_init_std": 0.01, "n_experts": 7}
+    run = stages.run("router", cfg(moe=moe), tmp_path, assembled=pipeline["init"], tasks=TASKS, data_dir=data_dir)
+    spec = load_policy(run.final_checkpoint).spec["moe"]
+    assert spec["n_experts"] == 2  # the assembled checkpoint's, not the config's 7
+    assert {k: spec[k] for k in moe if k != "n_experts"} == {k: v for k, v in moe.items() if k != "n_experts"}
+
+
+def test_dispatcher_names_missing_inputs(tmp_path):
+    with pytest.raises(ValueError, match=r"stage 'router' needs \['assembled'"):
+        stages.run("router", cfg(), tmp_path, tasks=TASKS, data_dir=tmp_path)
+
+
 def test_grouped_stage2_trains_only_experts(pipeline, data_dir, tmp_path):
     run = stages.run_experts_grouped(cfg(), pipeline["backbone"], pipeline["groups"], data_dir, tmp_path / "g")
     pol = load_policy(run.final_checkpoint)
