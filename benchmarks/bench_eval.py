@@ -40,7 +40,8 @@ import torch
 from m3dt import tasks
 from m3dt.evaluate import evaluate_task
 from m3dt.models import M3DT, MoEConfig, PromptDT, PromptDTConfig
-from m3dt.policy import Policy, model_spec
+from m3dt.checkpoint import model_spec
+from m3dt.policy import Policy
 
 DEFAULT_TASKS = ["reach-v2", "cartpole-balance", "cheetah-vel-0", "ant-dir-0"]
 

@@ -1,7 +1,7 @@
 """CPU speed of a HarmoDT training step against a Prompt-DT step of the same width.
 
 One step is what `loop.train` does: loss (forward), backward, hooks, grad clip, AdamW
-step, hooks. Prompt-DT: `stages.action_loss`-style loss, no hooks. HarmoDT: `harmodt_loss`
+step, hooks. Prompt-DT: `train.losses.action_loss`-style loss, no hooks. HarmoDT: `harmodt_loss`
 (masked forward with the current task's unpacked mask) and `HarmoHook` (snapshot and
 restore of masked-out coordinates). Batches: 16 segments of K = 20 plus a 5-step prompt,
 round robin over `--tasks` tasks, so the mask changes at every step as in training. The
@@ -21,9 +21,10 @@ import torch
 
 from m3dt.data.sampler import Batch
 from m3dt.models.harmodt import HarmoConfig
-from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, masked_action_loss
+from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, Segment, masked_action_loss
 from m3dt.train.harmodt import harmodt_parts
-from m3dt.train.loop import OptimConfig, build_optimizer
+from m3dt.config import OptimConfig
+from m3dt.train.loop import build_optimizer
 
 BATCH, K, PROMPT = 16, 20, 5
 
@@ -42,7 +43,7 @@ def random_batch(task: int, gen: torch.Generator) -> Batch:
 
 
 def plain_loss(model, batch):
-    pred = model(*batch.inputs, prompt=batch.prompt)
+    pred = model(Segment(*batch.inputs), prompt=batch.prompt)
     return masked_action_loss(pred, batch.actions, batch.action_mask, batch.attn_mask)
 
 

@@ -41,7 +41,9 @@ import pandas as pd
 import torch
 
 from m3dt.models import M3DT, MoEConfig, PromptDT, PromptDTConfig, masked_action_loss
-from m3dt.train.loop import OptimConfig, build_optimizer, use_bf16
+from m3dt.config import OptimConfig
+from m3dt.runtime import use_bf16
+from m3dt.train.loop import build_optimizer
 
 BATCH, K, KP = 16, 20, 5
 

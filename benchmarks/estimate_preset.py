@@ -35,7 +35,7 @@ from m3dt.data.experts import ExpertConfig, build_sac, expert_kind, expert_tasks
 from m3dt.models import M3DT, PromptDT, PromptDTConfig
 from m3dt.models.moe import MoEConfig
 from m3dt.train.cli import merge
-from m3dt.train.loop import use_bf16
+from m3dt.runtime import use_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = {"train": 8.0, "other": 4.0}  # python + torch import + data load, per job (mini: ~7 s)

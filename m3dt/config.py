@@ -25,9 +25,48 @@ from typing import Any
 
 from m3dt.data.sampler import SamplerConfig
 from m3dt.models import MoEConfig, PromptDTConfig
-from m3dt.train.loop import LoopConfig, OptimConfig
+from m3dt.runtime import check_bf16
 
 EXPERT_BATCHING = ("separate", "grouped")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up (paper.md §1, Optimisation)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 10_000
+    grad_clip: float = 0.25
+
+    def __post_init__(self) -> None:
+        assert self.lr > 0, f"optim.lr must be > 0, got {self.lr}"
+        assert self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}"
+        assert self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}"
+        assert self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Length, device, logging and checkpointing of one training run."""
+
+    steps: int
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool | str = False  # bf16 autocast of forward/backward: True, False or "auto" (see `use_bf16`)
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    keep_steps: tuple[int, ...] = ()  # also keep checkpoints at these steps (Fig. 7)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
+        assert self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"
+        assert self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"
+        check_bf16(self.bf16)
+        bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
+        assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
 
 
 class ConfigError(ValueError):
@@ -135,6 +174,15 @@ class TrainConfig:
                    sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),
                    expert_batching=d.get("expert_batching", "separate"))
 
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any]) -> TrainConfig:
+        """The config a checkpoint's `meta["train_config"]` (an `as_dict()`) was made from."""
+        d = {k: v for k, v in stored.items() if k != "loop"}
+        loop = dict(stored["loop"])
+        d["optim"] = loop.pop("optim")
+        d["loop"] = loop
+        return cls.from_dict(d)
+
     def replace(self, **sections: Mapping[str, Any]) -> TrainConfig:
         """A copy with some fields of some sections changed: `cfg.replace(loop={"steps": 5})`."""
         out = self
@@ -150,3 +198,8 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def moe_with(self, n_experts: int) -> MoEConfig:
+        """`moe` with `n_experts` experts: the count comes from the groups file (stage 2,
+        assembly) or the assembled checkpoint (stage 3), every other field from here."""
+        return dataclasses.replace(self.moe, n_experts=n_experts)

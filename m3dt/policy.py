@@ -1,91 +1,27 @@
 """A trained model plus what acting needs: the contract between training and evaluation.
 
-Every checkpoint the trainer writes carries, in `meta`:
-
-- `model_spec`: `{"kind": "prompt_dt" | "mtdt" | "m3dt" | "harmodt", "dt": {PromptDTConfig
-  fields}, "moe": {MoEConfig fields} | None, "harmo": {HarmoDT config} | None}`, enough to
-  rebuild the network with `build_model`;
-- `tasks`: the task names the model was trained on (registry names);
-- `stats`: `{task: (mean, std)}` of the training states, real dims (float32 lists);
-- `prompts`: `{task: [prompt, ...]}`, each prompt a dict of numpy arrays of batch 1 in
-  `Segment` order (`states, actions, rtg, timesteps, mask`), from the task's held-out
-  prompt episodes; empty for MTDT;
-- `prompt_returns`: `{task: [return, ...]}`, the return of each of those prompt episodes
-  (evaluation's default prompt is the higher-return one, as the authors' `get_prompt(index=-1)`).
-
+What a checkpoint carries and how it is read is `m3dt.checkpoint`'s contract.
 `load_policy(checkpoint)` turns that into a `Policy`, which is all `m3dt.evaluate` uses, so
 a checkpoint is self-contained: evaluating it needs neither the data files nor the config.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import logging
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from m3dt.checkpoint import PROMPT_KEYS, check_policy_meta, load_model
+from m3dt.runtime import resolve_device
+
 log = logging.getLogger("m3dt.policy")
 
-MODEL_KINDS = ("prompt_dt", "mtdt", "m3dt", "harmodt")
-PROMPT_KEYS = ("states", "actions", "rtg", "timesteps", "mask")
 BEST = "best"  # prompt episode choice: the higher-return prompt episode (the authors' evaluation)
-
-
-def model_spec(kind: str, dt: Any, moe: Any = None, harmo: Any = None) -> dict[str, Any]:
-    """A plain-dict model description (dataclasses are converted) for checkpoints."""
-    assert kind in MODEL_KINDS, f"unknown model kind {kind!r}, one of {MODEL_KINDS}"
-
-    def plain(x: Any) -> Any:
-        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else (dict(x) if x is not None else None)
-
-    return {"kind": kind, "dt": plain(dt), "moe": plain(moe), "harmo": plain(harmo)}
-
-
-def build_model(spec: Mapping[str, Any], init_masks: bool = True) -> nn.Module:
-    """The (untrained) network a `model_spec` describes (`init_masks=False`: HarmoDT's
-    masks are left empty, for loading them from a checkpoint right after)."""
-    from m3dt.models import M3DT, MTDT, MoEConfig, PromptDT, PromptDTConfig
-
-    kind = spec.get("kind")
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"model_spec.kind is {kind!r}; expected one of {MODEL_KINDS}")
-    dt = PromptDTConfig(**spec["dt"])
-    if kind == "prompt_dt":
-        return PromptDT(dt)
-    if kind == "mtdt":
-        return MTDT(dt)
-    if kind == "m3dt":
-        if not spec.get("moe"):
-            raise ValueError("model_spec.kind 'm3dt' needs model_spec.moe")
-        return M3DT(dt, MoEConfig(**spec["moe"]))
-    from m3dt.models.harmodt import HarmoDT  # kind == "harmodt"
-
-    return HarmoDT.from_spec(spec, init_masks=init_masks)
-
-
-def prompts_from_sampler(sampler: Any, tasks: Sequence[str]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Every prompt episode of every task from a `MultiTaskSampler`, as numpy (batch 1)."""
-    out: dict[str, list[dict[str, np.ndarray]]] = {}
-    for t in tasks:
-        i = sampler.task_index(t)
-        out[t] = [dict(zip(PROMPT_KEYS, (x.numpy() for x in sampler.prompt(t, p))))
-                  for p in range(int(sampler.n_prompts[i]))]
-    return out
-
-
-def policy_meta(spec: Mapping[str, Any], sampler: Any, tasks: Sequence[str], use_prompt: bool = True) -> dict[str, Any]:
-    """The checkpoint `meta` entries of this module (see the module docstring)."""
-    stats = {t: tuple(np.asarray(a, np.float32).tolist() for a in sampler.stats(t)) for t in tasks}
-    return {"model_spec": dict(spec), "tasks": list(tasks), "stats": stats,
-            "prompts": prompts_from_sampler(sampler, tasks) if use_prompt else {},
-            "prompt_returns": {t: sampler.prompt_returns(t) for t in tasks} if use_prompt else {}}
 
 
 @dataclass
@@ -145,22 +81,10 @@ class Policy:
 
 
 def load_policy(checkpoint: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """Rebuild the model of a trainer checkpoint (see the module docstring) in eval mode."""
-    from m3dt.train.loop import load_checkpoint, resolve_device
-
+    """Rebuild the model of a policy checkpoint (`m3dt.checkpoint`) in eval mode on `device`."""
     dev = resolve_device(str(device))
-    ck = load_checkpoint(checkpoint, "cpu")
-    meta = ck.get("meta", {})
-    missing = [k for k in ("model_spec", "tasks", "stats") if k not in meta]
-    if missing:
-        raise ValueError(f"checkpoint {checkpoint} lacks meta keys {missing}: not a policy checkpoint "
-                         "(stage-2 expert checkpoints hold one expert; evaluate the assembled model)")
-    model = build_model(meta["model_spec"], init_masks=False)
-    state = ck["model"]
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"checkpoint {checkpoint} does not match its model_spec: missing "
-                         f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    model, meta = load_model(checkpoint)
+    check_policy_meta(meta, checkpoint)
     model.to(dev).eval()
     if hasattr(model, "set_routing"):
         model.set_routing(meta.get("routing", "router"))

@@ -6,7 +6,7 @@ Only torch/numpy parts of m3dt: the GPU machine has no simulators (benchmarks/gp
 import pytest
 import torch
 
-from m3dt.models import M3DT, ExpertBank, MoEConfig, PromptDT, PromptDTConfig
+from m3dt.models import M3DT, ExpertBank, MoEConfig, PromptDT, PromptDTConfig, Segment
 from m3dt.models.inference import act, prompt_cache
 
 pytestmark = pytest.mark.cuda
@@ -61,12 +61,12 @@ def test_grouped_expert_gradients_equal_separate_steps_on_cuda():
     mask = torch.ones(3 * B, 6, device=DEV)
     target = torch.rand(3 * B, 6, 8, device=DEV)
     am = torch.ones(8, device=DEV)
-    M3DT.grouped_loss(model(*x, mask, routing="grouped"), target, am, mask, 3).backward()
+    M3DT.grouped_loss(model(Segment(*x, mask), routing="grouped"), target, am, mask, 3).backward()
     grouped = [p.grad.clone() for p in model.expert_parameters()]
     for e in range(3):
         model.zero_grad(set_to_none=True)
         rows = slice(e * B, (e + 1) * B)
-        pred = model(*(z[rows] for z in x), mask[rows], routing="single", expert=e)
+        pred = model(Segment(*(z[rows] for z in x), mask[rows]), routing="single", expert=e)
         M3DT.loss(pred, target[rows], am, mask[rows]).backward()
         for g, p in zip(grouped, model.expert_parameters()):
             torch.testing.assert_close(g[e], p.grad[e], rtol=1e-4, atol=1e-6)
@@ -79,7 +79,7 @@ def test_bf16_stage3_step_on_cuda_trains_only_routers():
     x = history(8, 6, seed=4)
     mask = torch.ones(8, 6, device=DEV)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        pred = model(*x, mask)
+        pred = model(Segment(*x, mask))
         loss = M3DT.loss(pred, torch.zeros_like(pred), torch.ones(8, device=DEV), mask)
     loss.backward()
     assert torch.isfinite(loss)

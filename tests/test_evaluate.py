@@ -14,8 +14,9 @@ from m3dt import tasks
 from m3dt.evaluate import (EPISODE_COLUMNS, PER_TASK_COLUMNS, SUMMARY_COLUMNS, evaluate, evaluate_task, per_task,
                            summarize, write_scores)
 from m3dt.models import PromptDT, PromptDTConfig
-from m3dt.policy import PROMPT_KEYS, Policy, load_policy, model_spec
-from m3dt.train.loop import save_checkpoint
+from m3dt.checkpoint import PROMPT_KEYS, model_spec
+from m3dt.policy import Policy, load_policy
+from m3dt.checkpoint import save_checkpoint
 
 
 TINY = PromptDTConfig(width=32, n_layer=1, n_head=2, context_len=4, prompt_len=2)

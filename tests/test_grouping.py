@@ -15,9 +15,8 @@ from m3dt.analysis.grouping import (
     gradient_groups,
     kmeans_restarts,
     random_groups,
-    read_groups_json,
-    write_groups_json,
 )
+from m3dt.groups import read_groups_json, write_groups_json
 
 TASKS = [f"task-{i:02d}" for i in range(13)]
 

@@ -1,5 +1,5 @@
 """HarmoDT: mask sparsity, masked forward, frozen masked-out coordinates, the mask-update
-rule on conflicting tasks, checkpoints through the real loop and `policy.build_model`."""
+rule on conflicting tasks, checkpoints through the real loop and `checkpoint.build_model`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from m3dt.data.sampler import MultiTaskSampler, SamplerConfig
 from m3dt.data.store import TaskData
 from m3dt.models.harmodt import (HARMO_PRESETS, PAPER_HARMO_PARAMS, HarmoConfig, HarmoDT, erk_densities, pack_bits,
                                  pack_bits_torch, unpack_bits, unpack_bits_torch)
-from m3dt.models.prompt_dt import PromptDT, PromptDTConfig
-from m3dt.policy import build_model, load_policy, policy_meta
+from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, Segment
+from m3dt.checkpoint import build_model, policy_meta
+from m3dt.policy import load_policy
 from m3dt.seeding import set_seed
 from m3dt.train.harmodt import change_count, harmodt_parts, select_swaps
-from m3dt.train.loop import LoopConfig, OptimConfig, load_checkpoint, train
+from m3dt.checkpoint import load_checkpoint
+from m3dt.config import LoopConfig, OptimConfig
+from m3dt.train.loop import train
 
 TASKS = ["cheetah-vel-0", "cheetah-vel-1"]  # same dims (obs 20, act 6)
 DT = PromptDTConfig(width=32, n_layer=1, n_head=2, context_len=4, prompt_len=2, dropout=0.0)
@@ -86,7 +89,8 @@ def test_forward_is_promptdt_with_masked_weights():
             state[mp.name] = w * m if mp.in_forward else w  # embeddings and head: unmasked in the forward pass
         plain.load_state_dict(state)
         model.set_task(t)
-        torch.testing.assert_close(model(*b.inputs, prompt=b.prompt), plain(*b.inputs, prompt=b.prompt))
+        seg = Segment(*b.inputs)
+        torch.testing.assert_close(model(seg, prompt=b.prompt), plain(seg, prompt=b.prompt))
     assert not any(mp.in_forward for mp in model.masked if "embed" in mp.name or "predict" in mp.name)
     assert all(mp.in_forward for mp in model.masked if mp.name.startswith(("blocks.", "ln_f")))
 
@@ -96,7 +100,7 @@ def test_set_task_unknown_raises_keyerror_naming_it():
     with pytest.raises(KeyError, match="no-such-task"):
         model.set_task("no-such-task")
     with pytest.raises(RuntimeError, match="set_task"):
-        HarmoDT(DT, HarmoConfig(), ["a"])(*opposite_tasks_sampler().sample_task(TASKS[0]).inputs)
+        HarmoDT(DT, HarmoConfig(), ["a"])(Segment(*opposite_tasks_sampler().sample_task(TASKS[0]).inputs))
 
 
 @pytest.mark.parametrize("freeze,wd", [(True, 0.1), (False, 0.0)])
@@ -196,7 +200,8 @@ def test_checkpoint_holds_masks_and_policy_rebuilds_the_model(tmp_path):
         for m in (model, rebuilt):
             m.set_task(t)
         policy.select_task(t)
-        torch.testing.assert_close(rebuilt(*b.inputs, prompt=b.prompt), model(*b.inputs, prompt=b.prompt))
+        seg = Segment(*b.inputs)
+        torch.testing.assert_close(rebuilt(seg, prompt=b.prompt), model(seg, prompt=b.prompt))
         a = policy.model.get_action(b.states, b.actions, b.rtg, b.timesteps, policy.prompt(t))
         torch.testing.assert_close(a, model.get_action(b.states, b.actions, b.rtg, b.timesteps, policy.prompt(t)))
         outs.append(a)

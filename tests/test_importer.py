@@ -106,82 +106,69 @@ def _save(path: Path, **arrays) -> None:
     np.savez(path, **arrays)
 
 
+def _without(key):
+    return lambda d, bad, ep: _save(bad, **{k: v for k, v in ep.items() if k != key})
+
+
+def _replaced(key, value):
+    """`value`: the new array, or a function of the episode's array."""
+    return lambda d, bad, ep: _save(bad, **dict(ep, **{key: value(ep[key].copy()) if callable(value) else value}))
+
+
+def _set(index, x):
+    def f(a):
+        a[index] = x
+        return a
+    return f
+
+
+def _npy(d, bad, ep):
+    with open(bad, "wb") as f:
+        np.save(f, np.zeros(3))
+
+
+def _too_few(d, bad, ep):
+    for i in (2, 3, 4):
+        (d / f"{i}.npz").unlink()
+
+
+# (id, how to break the pendulum-swingup folder (d, d/3.npz, a good 6-step episode), the file
+# or folder the error must name, the key it must name or None)
+MALFORMED = [
+    ("missing_key", _without("rewards"), "3.npz", "rewards"),
+    ("missing_terminals", _without("terminals"), "3.npz", "terminals"),
+    ("wrong_obs_dims", _replaced("observations", np.zeros((6, 4))), "3.npz", "observations"),
+    ("obs_padding_not_zero", _replaced("observations", _set((slice(None), 10), 1.0)(np.zeros((6, 39)))),
+     "3.npz", "observations"),
+    ("wrong_action_dims", _replaced("actions", np.zeros((6, 9), np.float32)), "3.npz", "actions"),
+    ("action_padding_not_zero", _replaced("actions", np.full((6, 8), -10.0, np.float32)), "3.npz", "actions"),
+    ("rewards_length", _replaced("rewards", np.zeros(5, np.float32)), "3.npz", "rewards"),
+    ("nan_rewards", _replaced("rewards", _set(2, np.nan)), "3.npz", "rewards"),
+    ("inf_observations", _replaced("observations", _set((4, 1), -np.inf)), "3.npz", "observations"),
+    ("empty_episode", lambda d, bad, ep: _save(bad, observations=np.zeros((0, 3)), actions=np.zeros((0, 1)),
+                                               rewards=np.zeros(0), terminals=np.zeros(0)), "3.npz", "observations"),
+    ("string_array", _replaced("terminals", np.array(["no"] * 6)), "3.npz", "terminals"),
+    ("unknown_task_folder", lambda d, bad, ep: (write_task_dir(d.parent, "reach-v2", 3),
+                                                (d.parent / "not-a-task").mkdir()), "not-a-task", None),
+    ("non_npz_file", lambda d, bad, ep: (d / "notes.txt").write_text("hello"), "notes.txt", None),
+    ("unreadable_npz", lambda d, bad, ep: bad.write_bytes(b"PK\x03\x04 this is not really a zip archive"),
+     "3.npz", None),
+    ("npy_named_npz", _npy, "3.npz", None),
+    ("too_few_episodes", _too_few, "pendulum-swingup", None),
+]
+
+
 def _malformed(src: Path, case: str) -> tuple[str, str | None]:
-    """Make task folders with one bad file; return (the file or folder name, the key) the
-    error must name."""
-    d = src / "pendulum-swingup"
+    """Make task folders with one bad file (case `case` of MALFORMED); return (the file or
+    folder name, the key) the error must name."""
+    (_, breaker, name, key), = [c for c in MALFORMED if c[0] == case]
     write_task_dir(src, "pendulum-swingup", 5)
-    ep = episode("pendulum-swingup", 6, seed=3)
-    bad = d / "3.npz"
-    if case == "missing_key":
-        _save(bad, **{k: v for k, v in ep.items() if k != "rewards"})
-        return "3.npz", "rewards"
-    if case == "missing_terminals":
-        _save(bad, **{k: v for k, v in ep.items() if k != "terminals"})
-        return "3.npz", "terminals"
-    if case == "wrong_obs_dims":
-        _save(bad, **dict(ep, observations=np.zeros((6, 4))))
-        return "3.npz", "observations"
-    if case == "obs_padding_not_zero":
-        obs = np.zeros((6, 39))
-        obs[:, 10] = 1.0
-        _save(bad, **dict(ep, observations=obs))
-        return "3.npz", "observations"
-    if case == "wrong_action_dims":
-        _save(bad, **dict(ep, actions=np.zeros((6, 9), np.float32)))
-        return "3.npz", "actions"
-    if case == "action_padding_not_zero":
-        act = np.full((6, 8), -10.0, np.float32)
-        _save(bad, **dict(ep, actions=act))
-        return "3.npz", "actions"
-    if case == "rewards_length":
-        _save(bad, **dict(ep, rewards=np.zeros(5, np.float32)))
-        return "3.npz", "rewards"
-    if case == "nan_rewards":
-        r = ep["rewards"].copy()
-        r[2] = np.nan
-        _save(bad, **dict(ep, rewards=r))
-        return "3.npz", "rewards"
-    if case == "inf_observations":
-        o = ep["observations"].copy()
-        o[4, 1] = -np.inf
-        _save(bad, **dict(ep, observations=o))
-        return "3.npz", "observations"
-    if case == "empty_episode":
-        _save(bad, observations=np.zeros((0, 3)), actions=np.zeros((0, 1)), rewards=np.zeros(0),
-              terminals=np.zeros(0))
-        return "3.npz", "observations"
-    if case == "string_array":
-        _save(bad, **dict(ep, terminals=np.array(["no"] * 6)))
-        return "3.npz", "terminals"
-    if case == "unknown_task_folder":
-        write_task_dir(src, "reach-v2", 3)
-        (src / "not-a-task").mkdir()
-        return "not-a-task", None
-    if case == "non_npz_file":
-        (d / "notes.txt").write_text("hello")
-        return "notes.txt", None
-    if case == "unreadable_npz":
-        bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")
-        return "3.npz", None
-    if case == "npy_named_npz":
-        with open(bad, "wb") as f:
-            np.save(f, np.zeros(3))
-        return "3.npz", None
-    if case == "too_few_episodes":
-        for i in (2, 3, 4):
-            (d / f"{i}.npz").unlink()
-        return "pendulum-swingup", None
-    raise AssertionError(case)
+    d = src / "pendulum-swingup"
+    breaker(d, d / "3.npz", episode("pendulum-swingup", 6, seed=3))
+    return name, key
 
 
-CASES = ["missing_key", "missing_terminals", "wrong_obs_dims", "obs_padding_not_zero", "wrong_action_dims",
-         "action_padding_not_zero", "rewards_length", "nan_rewards", "inf_observations", "empty_episode",
-         "string_array", "unknown_task_folder", "non_npz_file", "unreadable_npz", "npy_named_npz",
-         "too_few_episodes"]
-
-
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [c[0] for c in MALFORMED])
 def test_malformed_input_exits_nonzero_with_one_line(tmp_path, capsys, case):
     src, out = tmp_path / "src", tmp_path / "out"
     name, key = _malformed(src, case)

@@ -7,7 +7,8 @@ import torch
 from m3dt.evaluate import evaluate_task
 from m3dt.models import M3DT, MTDT, MoEConfig, PromptDT, PromptDTConfig
 from m3dt.models.inference import act, prompt_cache
-from m3dt.policy import Policy, model_spec
+from m3dt.checkpoint import model_spec
+from m3dt.policy import Policy
 
 CFG = dict(width=32, n_layer=3, n_head=4, context_len=5, prompt_len=3)
 

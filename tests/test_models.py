@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from m3dt.config import OptimConfig
 from m3dt.models import (
     M3DT,
     MTDT,
@@ -20,6 +21,7 @@ from m3dt.models import (
     masked_action_loss,
     optim_groups,
 )
+from m3dt.train.loop import build_optimizer
 
 TINY = PromptDTConfig(width=32, n_layer=2, n_head=4)
 
@@ -55,15 +57,15 @@ def m3dt(n_experts=4, router="dense", seed=0, **kw):
 
 def test_shapes_and_prompt_broadcast():
     m, x, p = model(), segment(B, K), segment(B, KP, seed=1)
-    assert m(*x, prompt=p).shape == (B, K, 8)
-    assert m(*x).shape == (B, K, 8)  # a prompt-capable model also runs without prompt
+    assert m(x, prompt=p).shape == (B, K, 8)
+    assert m(x).shape == (B, K, 8)  # a prompt-capable model also runs without prompt
     one = Segment(*(z[:1] for z in p))  # one prompt for the whole batch
     full = Segment(*(z[:1].expand(B, *z.shape[1:]) for z in p))
-    torch.testing.assert_close(m(*x, prompt=one), m(*x, prompt=full))
-    out = m(*x, prompt=p)
+    torch.testing.assert_close(m(x, prompt=one), m(x, prompt=full))
+    out = m(x, prompt=p)
     assert out.abs().max() <= 1  # tanh head
     with pytest.raises(AssertionError):
-        m(x.states[..., :10], *x[1:])
+        m(x._replace(states=x.states[..., :10]))
     assert m.get_action(*(z[:, :7] for z in x[:4]), prompt=p).shape == (B, 8)
 
 
@@ -79,7 +81,7 @@ def test_get_action_pads_short_histories():
         pad(short[3], (K - t, 0)),
         segment(B, K, pad=K - t).attn_mask,
     )
-    torch.testing.assert_close(m.get_action(*short, prompt=p), m(*padded, prompt=p)[:, -1])
+    torch.testing.assert_close(m.get_action(*short, prompt=p), m(padded, prompt=p)[:, -1])
 
 
 @pytest.mark.parametrize("residual", ["normed", "stream"])
@@ -97,12 +99,12 @@ def test_causal(residual):
         torch.cat([x.timesteps[:, : t + 1], y.timesteps[:, t + 1 :]], 1),
         x.attn_mask,
     )
-    a, b = m(*x, prompt=p), m(*changed, prompt=p)
+    a, b = m(x, prompt=p), m(changed, prompt=p)
     torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
     assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().max() > 1e-4
     # the action of step t is predicted from the state of step t, which it sees
     moved = changed._replace(states=torch.cat([x.states[:, :t], y.states[:, t:]], 1))
-    assert (m(*moved, prompt=p)[:, t] - a[:, t]).abs().max() > 1e-4
+    assert (m(moved, prompt=p)[:, t] - a[:, t]).abs().max() > 1e-4
 
 
 def test_left_padding_is_invisible():
@@ -111,11 +113,11 @@ def test_left_padding_is_invisible():
     junk, pjunk = segment(B, K, seed=7), segment(B, KP, seed=8)
     x2 = Segment(*(torch.cat([j[:, :6], z[:, 6:]], 1) for j, z in zip(junk[:4], x[:4])), x.attn_mask)
     p2 = Segment(*(torch.cat([j[:, :2], z[:, 2:]], 1) for j, z in zip(pjunk[:4], p[:4])), p.attn_mask)
-    a, b = m(*x, prompt=p), m(*x2, prompt=p2)
+    a, b = m(x, prompt=p), m(x2, prompt=p2)
     assert torch.isfinite(a).all() and torch.isfinite(b).all()
     torch.testing.assert_close(a[:, 6:], b[:, 6:], rtol=0, atol=1e-6)
     # and the real prompt does matter
-    assert (m(*x, prompt=pjunk)[:, 6:] - a[:, 6:]).abs().max() > 1e-4
+    assert (m(x, prompt=pjunk)[:, 6:] - a[:, 6:]).abs().max() > 1e-4
 
 
 def test_loss_masks_action_dims_and_padding():
@@ -168,9 +170,9 @@ def test_mtdt_has_no_prompt():
     n_prompt = sum(p.numel() for n, p in pdt.named_parameters() if n.startswith("prompt_"))
     assert m.num_params() == pdt.num_params() - n_prompt
     x = segment(B, K)
-    assert m(*x).shape == (B, K, 8)
+    assert m(x).shape == (B, K, 8)
     with pytest.raises(AssertionError):
-        m(*x, prompt=segment(B, KP))
+        m(x, prompt=segment(B, KP))
 
 
 # ------------------------------------------------------------------------- experts
@@ -288,8 +290,8 @@ def test_m3dt_none_is_the_backbone(residual):
     bb = model(cfg=replace(TINY, ffn_residual=residual))
     m = M3DT.from_backbone(bb, MoEConfig(n_experts=3), ffn_residual=None).eval()  # keep the backbone's form
     x, p = segment(B, K), segment(B, KP, seed=1)
-    assert torch.equal(m(*x, prompt=p, routing="none"), bb(*x, prompt=p))
-    assert not torch.equal(m(*x, prompt=p), bb(*x, prompt=p))
+    assert torch.equal(m(x, prompt=p, routing="none"), bb(x, prompt=p))
+    assert not torch.equal(m(x, prompt=p), bb(x, prompt=p))
     # a copy, not shared storage
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(m.backbone.parameters(), bb.parameters()))
     m2 = M3DT.from_backbone(bb, MoEConfig(n_experts=3), ffn_residual="normed")
@@ -352,28 +354,28 @@ def test_m3dt_on_a_gpt2_backbone_gets_the_authors_m3dt_block():
 def test_m3dt_single_equals_one_hot_router():
     m = m3dt()
     x, p = segment(B, K), segment(B, KP, seed=1)
-    single = m(*x, prompt=p, routing="single", expert=2)
+    single = m(x, prompt=p, routing="single", expert=2)
     for moe in m.moes:  # a router that always picks expert 2
         last = moe.router.net[-1]
         with torch.no_grad():
             last.weight.zero_()
             last.bias.fill_(-1e4)
             last.bias[2] = 0
-    torch.testing.assert_close(m(*x, prompt=p), single)
+    torch.testing.assert_close(m(x, prompt=p), single)
     m.set_routing("single", 2)
-    torch.testing.assert_close(m(*x, prompt=p), single)
-    per_sample = m(*x, prompt=p, routing="single", expert=torch.tensor([2, 0, 2]))
+    torch.testing.assert_close(m(x, prompt=p), single)
+    per_sample = m(x, prompt=p, routing="single", expert=torch.tensor([2, 0, 2]))
     torch.testing.assert_close(per_sample[[0, 2]], single[[0, 2]])
-    torch.testing.assert_close(per_sample[1], m(*x, prompt=p, routing="single", expert=0)[1])
+    torch.testing.assert_close(per_sample[1], m(x, prompt=p, routing="single", expert=0)[1])
 
 
 def test_m3dt_grouped_equals_single_per_group():
     m = m3dt(n_experts=3)
     x, p = segment(6, K), segment(6, KP, seed=1)
-    out = m(*x, prompt=p, routing="grouped")
+    out = m(x, prompt=p, routing="grouped")
     for e in range(3):
         sl = slice(2 * e, 2 * e + 2)
-        ref = m(*(z[sl] for z in x), prompt=Segment(*(z[sl] for z in p)), routing="single", expert=e)
+        ref = m(Segment(*(z[sl] for z in x)), prompt=Segment(*(z[sl] for z in p)), routing="single", expert=e)
         torch.testing.assert_close(out[sl], ref, rtol=1e-5, atol=1e-6)
 
 
@@ -382,18 +384,18 @@ def test_grouped_training_gradients_equal_separate_training():
     m.set_trainable(backbone=False, experts=True, routers=False)
     x, p = segment(6, K), segment(6, KP, seed=1)
     target, amask = torch.rand(6, K, 8) * 2 - 1, torch.ones(6, 8)
-    loss = m.grouped_loss(m(*x, prompt=p, routing="grouped"), target, amask, x.attn_mask, 3)
+    loss = m.grouped_loss(m(x, prompt=p, routing="grouped"), target, amask, x.attn_mask, 3)
     loss.backward()
     grouped = [q.grad.clone() for q in m.expert_parameters()]
     for e in range(3):
         m.zero_grad()
         sl = slice(2 * e, 2 * e + 2)
-        pred = m(*(z[sl] for z in x), prompt=Segment(*(z[sl] for z in p)), routing="single", expert=e)
+        pred = m(Segment(*(z[sl] for z in x)), prompt=Segment(*(z[sl] for z in p)), routing="single", expert=e)
         m.loss(pred, target[sl], amask[sl], x.attn_mask[sl]).backward()
         for g, q in zip(grouped, m.expert_parameters()):
             torch.testing.assert_close(g[e], q.grad[e], rtol=1e-4, atol=1e-7)
     m.zero_grad()
-    loss = m.grouped_loss(m(*x, prompt=p, routing="grouped"), target, amask, x.attn_mask, 3)
+    loss = m.grouped_loss(m(x, prompt=p, routing="grouped"), target, amask, x.attn_mask, 3)
     loss.backward()
     norms = m.clip_grad_norm_per_expert(1e-3)
     assert norms.shape == (3,)
@@ -406,7 +408,7 @@ def _grads(m, routing="router", expert=None):
     m.zero_grad()
     x, p = segment(B, K), segment(B, KP, seed=1)
     m.loss(
-        m(*x, prompt=p, routing=routing, expert=expert), torch.zeros(B, K, 8), torch.ones(B, 8), x.attn_mask
+        m(x, prompt=p, routing=routing, expert=expert), torch.zeros(B, K, 8), torch.ones(B, 8), x.attn_mask
     ).backward()
 
 
@@ -445,7 +447,7 @@ def test_expert_state_roundtrip():
         assert torch.equal(a[0], b[2])
     # with equal backbones the transplanted expert computes the same function
     dst.backbone.load_state_dict(src.backbone.state_dict())
-    torch.testing.assert_close(dst(*x, routing="single", expert=2), src(*x, routing="single", expert=0))
+    torch.testing.assert_close(dst(x, routing="single", expert=2), src(x, routing="single", expert=0))
 
 
 def test_topk_m3dt_runs_in_all_modes():
@@ -453,7 +455,7 @@ def test_topk_m3dt_runs_in_all_modes():
     for mode in ("loop", "bmm", "einsum"):
         m = m3dt(n_experts=6, router="topk", top_k=2, mode=mode)
         torch.manual_seed(7)  # the same gate noise (drawn at evaluation too) in every mode
-        outs.append(m(*segment(B, K), prompt=segment(B, KP, seed=1)))
+        outs.append(m(segment(B, K), prompt=segment(B, KP, seed=1)))
     for o in outs[1:]:
         torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-6)
 
@@ -472,7 +474,7 @@ def test_conflict_groups_and_optimizer_groups():
     no_decay_ids = {id(q) for q in no_decay["params"]}
     assert id(m.moes[0].experts.fc_bias) in no_decay_ids and id(m.backbone.embed_timestep.weight) in no_decay_ids
     m.set_trainable(backbone=False, experts=False, routers=True)
-    opt = m.configure_optimizer()
+    opt = build_optimizer(m, [q for q in m.parameters() if q.requires_grad], OptimConfig())
     assert {id(q) for g in opt.param_groups for q in g["params"]} == {id(q) for q in m.router_parameters()}
 
 
@@ -485,10 +487,10 @@ def test_fits_a_fixed_batch(cls):
     m.train()
     x, p = segment(4, K, pad=3), segment(4, KP, seed=1)
     target, amask = torch.rand(4, K, 8) * 1.6 - 0.8, torch.ones(4, 8)
-    opt = m.configure_optimizer(lr=3e-3)
+    opt = build_optimizer(m, [q for q in m.parameters() if q.requires_grad], OptimConfig(lr=3e-3, warmup_steps=0))
     losses = []
     for _ in range(30):
-        loss = m.loss(m(*x, prompt=p), target, amask, x.attn_mask)
+        loss = m.loss(m(x, prompt=p), target, amask, x.attn_mask)
         opt.zero_grad()
         loss.backward()
         opt.step()

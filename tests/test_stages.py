@@ -6,11 +6,14 @@ import torch
 
 from m3dt import tasks
 from m3dt.__main__ import main
-from m3dt.analysis.grouping import random_groups, write_groups_json
+from m3dt.analysis.grouping import random_groups
+from m3dt.checkpoint import load_checkpoint
+from m3dt.groups import write_groups_json
 from m3dt.config import ConfigError, TrainConfig
 from m3dt.data.store import write_task_data
 from m3dt.policy import load_policy
-from m3dt.train import load_checkpoint, stages
+from m3dt.train import stages
+from m3dt.train.data import load_sampler
 
 TASKS = ["reach-v2", "cartpole-balance", "cheetah-vel-0", "ant-dir-0"]
 TINY = {
@@ -108,6 +111,25 @@ def test_assemble_checks_expert_order(pipeline, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_number_of_experts_comes_from_the_groups_file(pipeline, tmp_path):
+    with pytest.raises(ValueError, match="2-group file"):  # one expert checkpoint of a two-group file
+        stages.run("assemble", cfg(), tmp_path / "x.pt", backbone=pipeline["backbone"], experts=pipeline["experts"][:1])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_stage3_takes_every_moe_setting_but_the_expert_count_from_the_config(pipeline, data_dir, tmp_path):
+    moe = {"router_hidden_mult": 2, "topk_eval_noise": False, "expert_init_std": 0.01, "n_experts": 7}
+    run = stages.run("router", cfg(moe=moe), tmp_path, assembled=pipeline["init"], tasks=TASKS, data_dir=data_dir)
+    spec = load_policy(run.final_checkpoint).spec["moe"]
+    assert spec["n_experts"] == 2  # the assembled checkpoint's, not the config's 7
+    assert {k: spec[k] for k in moe if k != "n_experts"} == {k: v for k, v in moe.items() if k != "n_experts"}
+
+
+def test_dispatcher_names_missing_inputs(tmp_path):
+    with pytest.raises(ValueError, match=r"stage 'router' needs \['assembled'"):
+        stages.run("router", cfg(), tmp_path, tasks=TASKS, data_dir=tmp_path)
+
+
 def test_grouped_stage2_trains_only_experts(pipeline, data_dir, tmp_path):
     run = stages.run_experts_grouped(cfg(), pipeline["backbone"], pipeline["groups"], data_dir, tmp_path / "g")
     pol = load_policy(run.final_checkpoint)
@@ -152,7 +174,7 @@ def test_loop_seed_also_seeds_the_sampler(data_dir):
     assert cfg(loop={"seed": 3}, sampler={"seed": 7}).sampler.seed == 7
 
     def first_batch(c):
-        return stages.load_sampler(data_dir, TASKS, c).next(1)[1].states
+        return load_sampler(data_dir, TASKS, c).next(1)[1].states
 
     assert not torch.equal(first_batch(cfg(loop={"seed": 0})), first_batch(cfg(loop={"seed": 1})))
     assert torch.equal(first_batch(cfg(loop={"seed": 0}, sampler={"seed": 5})),
@@ -162,7 +184,7 @@ def test_loop_seed_also_seeds_the_sampler(data_dir):
 def test_cli_backbone_and_config_errors(data_dir, tmp_path):
     sets = ["model.width=32", "model.n_layer=1", "model.n_head=2", "model.context_len=4", "model.prompt_len=2",
             "sampler.batch_size=4", "loop.steps=2", "loop.device=cpu"]
-    assert main(["train", "--stage", "baseline", "--model", "prompt_dt", "--tasks", "reach-v2",
+    assert main(["train", "--stage", "prompt-dt", "--tasks", "reach-v2",
                  "--data-dir", str(data_dir), "--out", str(tmp_path / "r"), "--set", *sets]) == 0
     assert (tmp_path / "r" / "checkpoints" / "final.pt").exists()
     with pytest.raises(SystemExit, match="train.model.widht"):

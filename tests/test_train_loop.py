@@ -10,7 +10,10 @@ import torch
 from torch import nn
 
 from m3dt.seeding import set_seed
-from m3dt.train.loop import LoopConfig, OptimConfig, load_checkpoint, train, use_bf16, warmup_lambda
+from m3dt.checkpoint import load_checkpoint
+from m3dt.config import LoopConfig, OptimConfig
+from m3dt.runtime import use_bf16
+from m3dt.train.loop import train, warmup_lambda
 
 
 class ToySource:

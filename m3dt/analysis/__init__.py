@@ -2,8 +2,9 @@
 
 - `m3dt.analysis.conflict`: per-task gradients per parameter group, conflict metrics
   (`METRICS`), conflict tables and CSVs.
-- `m3dt.analysis.grouping`: random and gradient (k-means) task groups, groups JSON, and
-  the `python -m m3dt group` command.
+- `m3dt.analysis.grouping`: random and gradient (k-means) task groups and the
+  `python -m m3dt group` command (the groups file itself is `m3dt.groups`).
+- `m3dt.analysis.model_batches`: a trained model, its batches and its loss for both.
 
 Names are re-exported here and loaded on first use, so `python -m m3dt` does not import
 torch and scikit-learn for commands that do not need them.
@@ -22,9 +23,9 @@ _EXPORTS = {
         "write_conflict_csv",
     ),
     "grouping": (
-        "conflict_features", "gradient_groups", "gradient_matrix", "load_model_and_batches",
-        "random_groups", "read_groups_json", "validate_groups", "write_groups_json",
+        "conflict_features", "gradient_groups", "gradient_matrix", "random_groups",
     ),
+    "model_batches": ("batches_of", "load_model_and_batches"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -37,7 +37,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from m3dt import tasks as registry
     from m3dt.analysis.conflict import parameter_groups, per_task_gradients, write_conflict_csv
-    from m3dt.analysis.grouping import load_model_and_batches
+    from m3dt.analysis.model_batches import load_model_and_batches
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     names = registry.resolve(args.tasks) if args.tasks else list(registry.benchmark(args.benchmark, args.seed))

@@ -9,35 +9,28 @@
   k-means repeated `n_repeats` times with different seeds, keeping the first partition
   whose group sizes have the least variance.
 
-Groups are stored as JSON (`write_groups_json` / `read_groups_json`):
-{"method", "n_groups", "seed", "groups": [[task, ...], ...], "sizes": [...],
- "group_of": {task: i}, ...meta}.
+Groups are stored as the groups file of `m3dt.groups`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from m3dt.io import atomic_path
+from m3dt.groups import METHODS, write_groups_json
 
 if TYPE_CHECKING:  # torch and scikit-learn load on first use, so the CLI starts fast
     from torch import Tensor, nn
 
 log = logging.getLogger("m3dt.analysis")
 
-METHODS = ("random", "gradient")
 REDUCTIONS = ("none", "pca")
 CRITERIA = ("distance", "inertia")  # how the best k-means restart is chosen
-_RESERVED = ("method", "n_groups", "seed", "groups", "sizes", "group_of")
 
 
 def _check_n_groups(n_groups: int, n_tasks: int) -> None:
@@ -262,132 +255,8 @@ def gradient_groups(
 
 
 # ---------------------------------------------------------------------------------------
-# JSON
+# `python -m m3dt group`
 # ---------------------------------------------------------------------------------------
-
-
-def validate_groups(groups: Sequence[Sequence[str]], tasks: Iterable[str] | None = None) -> None:
-    """Raise ValueError unless `groups` are non-empty lists of task names, each task once
-    (and, with `tasks`, exactly the tasks given)."""
-    if not groups:
-        raise ValueError("no groups")
-    seen: dict[str, int] = {}
-    for i, grp in enumerate(groups):
-        if isinstance(grp, str) or not isinstance(grp, Sequence) or not grp:
-            raise ValueError(f"group {i} must be a non-empty list of task names, got {grp!r}")
-        for t in grp:
-            if not isinstance(t, str):
-                raise ValueError(f"group {i} holds a non-string task {t!r}")
-            if t in seen:
-                raise ValueError(f"task {t!r} is in group {seen[t]} and group {i}")
-            seen[t] = i
-    if tasks is not None:
-        tasks = set(tasks)
-        missing, extra = sorted(tasks - set(seen)), sorted(set(seen) - tasks)
-        if missing or extra:
-            raise ValueError(f"groups do not cover the tasks: missing {missing}, unexpected {extra}")
-
-
-def groups_document(groups: Sequence[Sequence[str]], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON document of a grouping; `meta` must hold "method" and "seed"."""
-    validate_groups(groups)
-    for key in ("method", "seed"):
-        if key not in meta:
-            raise ValueError(f"groups meta must hold {key!r}")
-    clash = [k for k in meta if k in ("n_groups", "groups", "sizes", "group_of")]
-    if clash:
-        raise ValueError(f"meta keys {clash} are computed from the groups and cannot be given")
-    groups = [list(g) for g in groups]
-    doc: dict[str, Any] = {"method": meta["method"], "n_groups": len(groups), "seed": meta["seed"],
-                           "groups": groups, "sizes": [len(g) for g in groups],
-                           "group_of": {t: i for i, g in enumerate(groups) for t in g}}
-    doc.update({k: v for k, v in meta.items() if k not in ("method", "seed")})
-    return doc
-
-
-def write_groups_json(path: str | os.PathLike, groups: Sequence[Sequence[str]], meta: Mapping[str, Any]) -> Path:
-    """Write groups as JSON, atomically. `meta` holds "method", "seed" and anything else
-    worth keeping (tasks' source, checkpoint, k-means stats); it is stored at top level."""
-    doc = groups_document(groups, meta)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    return Path(path)
-
-
-def read_groups_json(path: str | os.PathLike, tasks: Iterable[str] | None = None) -> dict[str, Any]:
-    """Read and validate a groups JSON: every task exactly once, sizes and group_of
-    consistent with groups (and, with `tasks`, exactly those tasks). Returns the document."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"groups file {path}: cannot be read: {e}") from e
-    try:
-        if not isinstance(doc, dict):
-            raise ValueError("top level must be an object")
-        missing = [k for k in _RESERVED if k not in doc]
-        if missing:
-            raise ValueError(f"missing keys {missing}")
-        groups = doc["groups"]
-        validate_groups(groups, tasks)
-        if doc["n_groups"] != len(groups):
-            raise ValueError(f"n_groups {doc['n_groups']} but {len(groups)} groups")
-        if doc["sizes"] != [len(g) for g in groups]:
-            raise ValueError(f"sizes {doc['sizes']} do not match the groups")
-        expected = {t: i for i, g in enumerate(groups) for t in g}
-        if doc["group_of"] != expected:
-            raise ValueError("group_of does not match the groups")
-        if doc["method"] not in METHODS:
-            raise ValueError(f"method {doc['method']!r} not one of {METHODS}")
-    except ValueError as e:
-        raise ValueError(f"groups file {path}: {e}") from e
-    return doc
-
-
-# ---------------------------------------------------------------------------------------
-# Model and data for the gradient method; `python -m m3dt group`
-# ---------------------------------------------------------------------------------------
-
-
-def load_model_and_batches(
-    checkpoint: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    tasks: Sequence[str],
-    device: str = "cpu",
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> tuple[nn.Module, Callable[[str], Iterable[Any]], Callable[[nn.Module, Any], Tensor]]:
-    """Seam between the analysis and the training package: (model, batches, loss_fn).
-
-    `model`: the policy restored from `checkpoint` (`m3dt.policy.load_policy`; any model
-    kind); `batches(task)`: an endless iterator of that task's batches, sampled with the
-    checkpoint's training sampler settings (`batch_size` overrides) from `data_dir`;
-    `loss_fn(model, batch)`: the training loss. These are exactly the three things
-    `per_task_gradients` needs.
-    """
-    import dataclasses
-
-    from m3dt.config import TrainConfig
-    from m3dt.policy import load_policy
-    from m3dt.train import stages
-    from m3dt.train.loop import load_checkpoint
-
-    policy = load_policy(checkpoint, device)
-    tc = load_checkpoint(checkpoint).get("meta", {}).get("train_config")
-    cfg = TrainConfig.from_dict(_train_dict(tc)) if tc else TrainConfig()
-    sampler_cfg = dataclasses.replace(cfg.sampler, seed=seed, mode="round_robin",
-                                      batch_size=batch_size or cfg.sampler.batch_size)
-    cfg = dataclasses.replace(cfg, sampler=sampler_cfg)
-    sampler = stages.load_sampler(data_dir, tasks, cfg)
-    return policy.model, stages.batches_of(sampler), stages.action_loss
-
-
-def _train_dict(tc: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored `TrainConfig.as_dict()` back into `TrainConfig.from_dict` form."""
-    d = {k: v for k, v in tc.items() if k != "loop"}
-    loop = dict(tc["loop"])
-    d["optim"] = loop.pop("optim")
-    d["loop"] = loop
-    return d
 
 
 def add_group_args(p: argparse.ArgumentParser) -> None:
@@ -427,6 +296,8 @@ def run_group(args: argparse.Namespace) -> int:
             raise SystemExit("--method gradient needs --checkpoint and --data-dir")
         _check_n_groups(args.experts, len(names))
         from m3dt.analysis.conflict import per_task_gradients
+
+        from m3dt.analysis.model_batches import load_model_and_batches
 
         model, batches, loss_fn = load_model_and_batches(args.checkpoint, args.data_dir, names, args.device)
         import torch

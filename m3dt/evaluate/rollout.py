@@ -58,7 +58,7 @@ import torch
 from m3dt import tasks as registry
 from m3dt.models import M3DT, PromptDT, inference
 from m3dt.policy import BEST, Policy, load_policy
-from m3dt.train.loop import use_bf16
+from m3dt.runtime import fmt_eta, use_bf16
 
 log = logging.getLogger("m3dt.evaluate")
 
@@ -204,7 +204,7 @@ def evaluate_task(policy: Policy, task: str, episodes: int | None = None, seed: 
     is pinned to goal variation i (`episode_goal`), so the episodes cover goals 0..9. `rtg_target` overrides the
     registry's target; `max_steps` cuts episodes short (benchmarks, tests); `envs` reuses
     already built environments (one per episode) instead of `make_env`. `bf16` (True,
-    False or "auto", see `m3dt.train.loop.use_bf16`): the model's forward under bf16
+    False or "auto", see `m3dt.runtime.use_bf16`): the model's forward under bf16
     autocast (faster where bf16 is native; scores differ from fp32 only by rounding).
     `prompt_episode`: "best" (the higher-return prompt episode, the authors) or an index;
     `action_history`: "full" (authors) or "masked", see the module docstring.
@@ -273,14 +273,6 @@ def _run_job(job: tuple[str, int | None, int, int | str, int | None, bool | str,
     return task, df, time.perf_counter() - t0
 
 
-def _fmt_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
-
-
 def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | str | None = None,
              episodes: int | None = None, seed: int = 0, workers: int = 1, device: str = "cpu", *,
              prompt_episode: int | str = BEST, max_steps: int | None = None, bf16: bool | str = False,
@@ -334,7 +326,7 @@ def evaluate(policy_or_checkpoint: Policy | str | Path, tasks: Iterable[str] | s
         log.info("[%d/%d] %s: %d episodes in %.1f s (%.2f episodes/s, %.0f steps/s), score %.1f; "
                  "all: %d/%d episodes, %.2f episodes/s, ETA %s", len(results), len(names), task, len(df),
                  elapsed, len(df) / max(elapsed, 1e-9), df["length"].sum() / max(elapsed, 1e-9),
-                 df["normalized_score"].mean(), done_eps, total_eps, done_eps / max(wall, 1e-9), _fmt_eta(eta))
+                 df["normalized_score"].mean(), done_eps, total_eps, done_eps / max(wall, 1e-9), fmt_eta(eta))
 
     if workers == 1:
         if policy is None:

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, masked_action_loss
+from m3dt.models.prompt_dt import PromptDT, PromptDTConfig, Segment, masked_action_loss
 
 # Sizes of the M3DT paper's Table 1 rows: PromptDTConfig fields (6 layers, 8 heads, like
 # Prompt-DT at that width). `PromptDT.num_params(authors_convention=True)` gives 1.466M
@@ -257,7 +257,7 @@ class HarmoDT(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], init_masks: bool = True) -> HarmoDT:
-        """The model of a `policy.model_spec` of kind "harmodt"; tasks from spec["tasks"]
+        """The model of a `checkpoint.model_spec` of kind "harmodt"; tasks from spec["tasks"]
         (or spec["harmo"]["tasks"])."""
         harmo = dict(spec.get("harmo") or {})
         tasks = spec.get("tasks") or harmo.get("tasks")
@@ -385,17 +385,9 @@ class HarmoDT(nn.Module):
         """`PromptDT.forward` with the given tensors in place of its parameters of those names."""
         return functional_call(self.dt, dict(params), args, kwargs, strict=False)
 
-    def forward(
-        self,
-        states: Tensor,
-        actions: Tensor,
-        rtg: Tensor,
-        timesteps: Tensor,
-        attn_mask: Tensor,
-        prompt: Any = None,
-    ) -> Tensor:
-        """Predicted actions (B, K, act_dim) of the current task (shapes as `PromptDT.forward`)."""
-        return self.forward_with(self.effective_params(), states, actions, rtg, timesteps, attn_mask, prompt)
+    def forward(self, seg: Segment, prompt: Any = None) -> Tensor:
+        """Predicted actions (B, K, act_dim) of the current task (`seg`, `prompt` as `PromptDT.forward`)."""
+        return self.forward_with(self.effective_params(), seg, prompt)
 
     @torch.no_grad()
     def get_action(self, states: Tensor, actions: Tensor, rtg: Tensor, timesteps: Tensor, prompt: Any = None) -> Tensor:

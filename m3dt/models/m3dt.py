@@ -87,24 +87,20 @@ class M3DT(nn.Module):
 
     def forward(
         self,
-        states: Tensor,
-        actions: Tensor,
-        rtg: Tensor,
-        timesteps: Tensor,
-        attn_mask: Tensor,
+        seg: Segment,
         prompt: Segment | tuple | None = None,
         routing: str | None = None,
         expert: int | Tensor | None = None,
     ) -> Tensor:
-        """Predicted actions (B, K, act_dim); inputs as `PromptDT.forward`.
+        """Predicted actions (B, K, act_dim); `seg` and `prompt` as `PromptDT.forward`.
 
         `routing`/`expert` default to the ones set by `set_routing` ("router").
         """
         extras = self.decoder_parts(routing, expert)[1]
-        x, allowed = self.backbone.embed(states, actions, rtg, timesteps, attn_mask, prompt)
+        x, allowed = self.backbone.embed(seg, prompt)
         for block, extra in zip(self.backbone.blocks, extras):
             x = block(x, allowed, extra)  # (B, T', C)
-        return self.backbone.head(x, timesteps.shape[1])
+        return self.backbone.head(x, seg.timesteps.shape[1])
 
     def decoder_parts(
         self, routing: str | None = None, expert: int | Tensor | None = None
@@ -213,4 +209,3 @@ class M3DT(nn.Module):
             "other": g["other"],
         }
 
-    configure_optimizer = PromptDT.configure_optimizer  # AdamW over the trainable parameters, see `optim_groups`

@@ -246,21 +246,13 @@ class PromptDT(nn.Module):
         assert seg.rtg.shape == (B, T, 1), f"{what} rtg {tuple(seg.rtg.shape)} != {(B, T, 1)}"
         assert seg.attn_mask.shape == (B, T), f"{what} attn_mask {tuple(seg.attn_mask.shape)} != {(B, T)}"
 
-    def embed(
-        self,
-        states: Tensor,
-        actions: Tensor,
-        rtg: Tensor,
-        timesteps: Tensor,
-        attn_mask: Tensor,
-        prompt: Segment | tuple | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def embed(self, seg: Segment, prompt: Segment | tuple | None = None) -> tuple[Tensor, Tensor]:
         """Embedded tokens (B, 3(Kp + K), C), after dropout, and the attention mask (B, 1, T', T')."""
-        seg = Segment(states, actions, rtg, timesteps, attn_mask)
+        seg = Segment(*seg)
         self._check(seg, "input")
-        B, K = timesteps.shape
+        B, K = seg.timesteps.shape
         x = self.embed_ln(self._tokens(seg, prompt=False))  # (B, 3K, C)
-        keys = attn_mask.bool().repeat_interleave(3, dim=1)  # (B, 3K)
+        keys = seg.attn_mask.bool().repeat_interleave(3, dim=1)  # (B, 3K)
         if prompt is not None:
             assert self.cfg.use_prompt, "this model has no prompt embeddings (use_prompt=False)"
             pr = Segment(*prompt)
@@ -289,25 +281,16 @@ class PromptDT(nn.Module):
         what `m3dt.models.inference` runs."""
         return self, [None] * self.cfg.n_layer
 
-    def forward(
-        self,
-        states: Tensor,
-        actions: Tensor,
-        rtg: Tensor,
-        timesteps: Tensor,
-        attn_mask: Tensor,
-        prompt: Segment | tuple | None = None,
-    ) -> Tensor:
-        """Predicted actions (B, K, act_dim).
-
-        states (B, K, state_dim), actions (B, K, act_dim), rtg (B, K, 1), timesteps (B, K)
-        long, attn_mask (B, K) with 1 on real timesteps and 0 on the left padding; `prompt`
-        a `Segment` (or a tuple in its order) of shapes (B or 1, Kp, ...), or None.
+    def forward(self, seg: Segment, prompt: Segment | tuple | None = None) -> Tensor:
+        """Predicted actions (B, K, act_dim) of the `Segment` `seg` (states (B, K, state_dim),
+        actions (B, K, act_dim), rtg (B, K, 1), timesteps (B, K) long, attn_mask (B, K) with 1
+        on real timesteps and 0 on the left padding); `prompt` a `Segment` (or a tuple in its
+        order) of shapes (B or 1, Kp, ...), or None.
         """
-        x, allowed = self.embed(states, actions, rtg, timesteps, attn_mask, prompt)
+        x, allowed = self.embed(seg, prompt)
         for block in self.blocks:
             x = block(x, allowed)
-        return self.head(x, timesteps.shape[1])
+        return self.head(x, seg.timesteps.shape[1])
 
     @staticmethod
     def loss(pred: Tensor, target_actions: Tensor, action_mask: Tensor, attn_mask: Tensor) -> Tensor:
@@ -338,7 +321,7 @@ class PromptDT(nn.Module):
             mask[:, :pad] = 0
             states, actions, rtg = (F.pad(z, (0, 0, pad, 0)) for z in (states, actions, rtg))  # zeros on the left
             timesteps = F.pad(timesteps, (pad, 0))
-        return self(states, actions, rtg, timesteps.long(), mask, prompt)[:, -1]  # (B, act_dim)
+        return self(Segment(states, actions, rtg, timesteps.long(), mask), prompt)[:, -1]  # (B, act_dim)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -372,16 +355,6 @@ class PromptDT(nn.Module):
             else:
                 groups["other"].append(p)  # LayerNorms, action head
         return groups
-
-    def configure_optimizer(
-        self,
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        params: list[nn.Parameter] | None = None,
-    ) -> torch.optim.AdamW:
-        """AdamW over `params` (default: all trainable), see `optim_groups`."""
-        return torch.optim.AdamW(optim_groups(self, weight_decay, params), lr=lr, betas=betas)
 
 
 class MTDT(PromptDT):

@@ -1,4 +1,5 @@
-"""`python -m m3dt train --stage S ...`: one stage or baseline of `m3dt.train.stages`.
+"""`python -m m3dt train --stage S ...`: one stage or baseline, by its name in the one
+dispatcher `m3dt.train.stages.run` (`stages.STAGES`; `-` and `_` are the same).
 
 Examples (config keys as in the workflow's `train` section, see m3dt/config.py):
 
@@ -7,20 +8,18 @@ Examples (config keys as in the workflow's `train` section, see m3dt/config.py):
         --groups groups.json --data-dir results/data --out runs/expert3
     python -m m3dt train --stage assemble --backbone B --experts E0 E1 ... --out m3dt_init.pt
     python -m m3dt train --stage router --assembled m3dt_init.pt --benchmark 10 ... --out runs/router
-    python -m m3dt train --stage baseline --model mtdt --benchmark 10 ... --set model.width=128
+    python -m m3dt train --stage mtdt --benchmark 10 ... --set model.width=128
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-STAGES = ("backbone", "expert", "experts-grouped", "assemble", "router", "baseline")
-BASELINES = ("mtdt", "prompt_dt", "e2e_moe", "harmodt")
+STAGES = ("backbone", "expert", "experts-grouped", "assemble", "router", "mtdt", "prompt-dt", "e2e-moe", "harmodt")
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -46,8 +45,8 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stage", choices=STAGES, required=True)
-    p.add_argument("--model", choices=BASELINES, help="baseline model (--stage baseline)")
+    p.add_argument("--stage", type=lambda s: s.replace("_", "-"), choices=STAGES, required=True,
+                   help="stage or baseline (mtdt, prompt-dt, e2e-moe, harmodt)")
     p.add_argument("--config", help="YAML/JSON file with the `train` section (or a whole workflow config)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys, e.g. loop.steps=100")
     src = p.add_mutually_exclusive_group()
@@ -101,29 +100,11 @@ def run(args: argparse.Namespace) -> int:
             return list(registry.benchmark(args.benchmark, args.seed))
         raise SystemExit(f"--stage {args.stage} needs --tasks or --benchmark")
 
-    s = args.stage
-    if s == "backbone":
-        need("data_dir")
-        stages.run_backbone(cfg, task_list(), args.data_dir, args.out)
-    elif s == "expert":
-        need("backbone", "expert", "data_dir")  # without --groups: no grouping, the expert sees --tasks
-        all_tasks = None if args.groups else task_list()
-        stages.run_expert(cfg, args.backbone, args.groups, args.expert, args.data_dir, args.out, all_tasks)
-    elif s == "experts-grouped":
-        need("backbone", "groups", "data_dir")
-        stages.run_experts_grouped(cfg, args.backbone, args.groups, args.data_dir, args.out)
-    elif s == "assemble":
-        need("backbone", "experts")
-        stages.assemble(args.backbone, args.experts, Path(args.out), cfg, args.routers)
-    elif s == "router":
-        need("assembled", "data_dir")
-        stages.run_router(cfg, args.assembled, task_list(), args.data_dir, args.out, args.train_experts)
-    else:  # baseline
-        need("model", "data_dir")
-        if args.model in ("mtdt", "prompt_dt"):
-            stages.run_backbone(cfg, task_list(), args.data_dir, args.out, kind=args.model)
-        elif args.model == "e2e_moe":
-            stages.run_e2e_moe(cfg, task_list(), args.data_dir, args.out)
-        else:
-            stages.run_harmodt(cfg, task_list(), args.data_dir, args.out)
+    stage = args.stage.replace("-", "_")
+    inputs = {"data_dir": args.data_dir, "backbone": args.backbone, "groups": args.groups, "expert": args.expert,
+              "experts": args.experts, "routers": args.routers, "assembled": args.assembled}
+    need(*(k for k in stages.STAGES[stage] if k in inputs))
+    needs_tasks = "tasks" in stages.STAGES[stage] or (stage == "expert" and not args.groups)
+    tasks = task_list() if needs_tasks else None  # expert without --groups: no grouping, all --tasks
+    stages.run(stage, cfg, args.out, tasks=tasks, train_experts=args.train_experts, **inputs)
     return 0

@@ -67,7 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from m3dt.models.harmodt import HarmoConfig, HarmoDT
-from m3dt.models.prompt_dt import PromptDTConfig, masked_action_loss
+from m3dt.models.prompt_dt import PromptDTConfig, Segment, masked_action_loss
 
 log = logging.getLogger("m3dt.train")
 
@@ -142,7 +142,7 @@ def harmodt_loss(model: HarmoDT, batch: Any) -> Tensor:
     indexes `model.tasks`, the sampler's task order)."""
     model.set_task_index(batch_task(batch))
     b = batch.to(_device_of(model))
-    pred = model(*b.inputs, prompt=b.prompt if model.cfg.use_prompt else None)  # (B, K, act_dim)
+    pred = model(Segment(*b.inputs), prompt=b.prompt if model.cfg.use_prompt else None)  # (B, K, act_dim)
     return masked_action_loss(pred, b.actions, b.action_mask, b.attn_mask)
 
 
@@ -216,7 +216,8 @@ class HarmoHook:
         model.train()  # the authors score in training mode (dropout on)
         try:
             with torch.enable_grad(), _seeded(seed, b.states.device):
-                pred = model.forward_with(leaves, *b.inputs, prompt=b.prompt if model.cfg.use_prompt else None)
+                prompt = b.prompt if model.cfg.use_prompt else None
+                pred = model.forward_with(leaves, Segment(*b.inputs), prompt=prompt)  # (B, K, act_dim)
                 loss = masked_action_loss(pred, b.actions, b.action_mask, b.attn_mask)
                 grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
         finally:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from m3dt import tasks as registry
 from m3dt.models.authors import Converted, convert_m3dt, convert_prompt_dt, split_prompt_dt_moe
-from m3dt.policy import build_model, model_spec, policy_meta
+from m3dt.checkpoint import build_model, model_spec, policy_meta, save_checkpoint
 
 KINDS = ("prompt_dt", "m3dt")
 
@@ -72,8 +72,7 @@ def import_checkpoint(kind: str, src: str | Path, out: str | Path, data_dir: str
     """Convert the authors' model at `src` (and `moe`) and write our checkpoint `out`."""
     from m3dt.config import TrainConfig
     from m3dt.data.sampler import SamplerConfig
-    from m3dt.train.loop import save_checkpoint
-    from m3dt.train.stages import data_path, load_sampler
+    from m3dt.train.data import data_path, load_sampler
 
     conv = convert(kind, _load_state(src, "--src"), _load_state(moe, "--moe") if moe else None, n_head, top_k)
     model = load_converted(conv)

@@ -17,7 +17,7 @@ import math
 import pickle
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
@@ -25,48 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from m3dt.io import atomic_path
+from m3dt.checkpoint import load_checkpoint, load_state, save_checkpoint
+from m3dt.config import LoopConfig, OptimConfig
+from m3dt.runtime import fmt_eta, resolve_device, truncate_metrics_csv, use_bf16
 
 log = logging.getLogger("m3dt.train")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warm-up (paper.md §1, Optimisation)."""
-
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 10_000
-    grad_clip: float = 0.25
-
-    def __post_init__(self) -> None:
-        assert self.lr > 0, f"optim.lr must be > 0, got {self.lr}"
-        assert self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}"
-        assert self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}"
-        assert self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}"
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """Length, device, logging and checkpointing of one training run."""
-
-    steps: int
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool | str = False  # bf16 autocast of forward/backward: True, False or "auto" (see `use_bf16`)
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    keep_steps: tuple[int, ...] = ()  # also keep checkpoints at these steps (Fig. 7)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
-    def __post_init__(self) -> None:
-        assert self.steps >= 1, f"steps must be >= 1, got {self.steps}"
-        assert self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"
-        assert self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"
-        _check_bf16(self.bf16)
-        bad = [s for s in self.keep_steps if not 0 < s <= self.steps]
-        assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
 
 
 class StepHook(Protocol):
@@ -88,30 +51,6 @@ class BatchSource(Protocol):
 
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def _check_bf16(setting: bool | str) -> None:
-    assert setting in (True, False, "auto"), f"bf16 must be true, false or 'auto', got {setting!r}"
-
-
-def use_bf16(setting: bool | str, device: torch.device) -> bool:
-    """Whether to run bf16 autocast: `setting` True/False, or "auto": where bf16 is native
-    (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX; elsewhere it is emulated and slower)."""
-    _check_bf16(setting)
-    if setting != "auto":
-        return bool(setting)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def build_optimizer(model: nn.Module, trainable: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
@@ -163,34 +102,11 @@ class MetricsWriter:
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
-        rows: list[dict[str, str]] = []
-        if resume_step > 0 and path.exists():
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+        truncate_metrics_csv(path, resume_step, self.COLUMNS)
 
     def write(self, row: Mapping[str, Any]) -> None:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.COLUMNS).writerow(row)
-
-
-def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise RuntimeError(f"checkpoint {path} could not be read: {e}") from e
 
 
 def train(
@@ -236,7 +152,7 @@ def train(
     key = resume_key(cfg, meta)
     ck = _resumable(last, key, device)
     if ck is not None:
-        _load_model_state(model, ck["model"])
+        load_state(model, ck["model"], str(last), missing_ok=True)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         batches.load_state_dict(ck["batches"])
@@ -288,7 +204,7 @@ def train(
                            "train/grad_norm": f"{float(grad_norm):.6g}", "train/steps_per_s": f"{rate:.4g}",
                            "train/task": task})
             log.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, cfg.steps, loss.item(),
-                     sched.get_last_lr()[0], rate, _fmt_eta(eta))
+                     sched.get_last_lr()[0], rate, fmt_eta(eta))
         if step % cfg.checkpoint_every == 0 and step != cfg.steps:
             checkpoint(step, last)
         if step in cfg.keep_steps:
@@ -335,20 +251,3 @@ def code_fingerprint() -> str:
     for f in sorted(root.rglob("*.py")):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def _load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise RuntimeError(f"checkpoint holds parameters the model lacks: {unexpected[:5]}")
-    own = set(model.state_dict())
-    if missing and len(missing) == len(own):
-        raise RuntimeError("checkpoint holds none of the model's parameters")
-
-
-def _fmt_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
