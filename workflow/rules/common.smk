@@ -211,13 +211,13 @@ def train_params(steps, **sections):
 
 
 def expert_of(task):
-    from m3dt.data.experts import expert_name
+    from m3dt.experts.names import expert_name
 
     return expert_name(task)
 
 
 def needed_experts():
-    from m3dt.data.experts import expert_names
+    from m3dt.experts.names import expert_names
 
     return expert_names(all_data_tasks())
 
