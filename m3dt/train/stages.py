@@ -17,8 +17,8 @@ state) and calls `loop.train`; nothing here has its own optimisation loop.
 | `run_e2e_moe`       | M3DT from scratch             | all                  | all            | router   |
 | `run_harmodt`       | HarmoDT (masks)               | all + mask hook      | all            | -        |
 
-"No grouping" is stage 2 with every group = all tasks (`groups_json` from
-`python -m m3dt group --method none`).
+"No grouping" is stage 2 with every group = all tasks (`run_expert` without a groups file:
+`all_tasks` are the tasks; the workflow's grouping "none").
 
 Checkpoints are the policy checkpoints of `m3dt.policy` (model_spec, tasks, stats, prompts
 in `meta`), except stage 2's, which hold only the expert's weights (`expert_*` meta).
