@@ -25,7 +25,6 @@ rule train_dense:
             model={"width": int(wc.width)},
             loop={
                 "seed": int(wc.seed),
-                "steps": STEPS["dense"],
                 "keep_steps": B_STEPS,
             },
         ),
