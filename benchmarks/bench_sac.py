@@ -133,9 +133,13 @@ def run_job(variant: Variant, device: str, name: str, seed: int, steps: int, lea
     time.time()), evaluate it; return the result row."""
     import numpy as np
 
-    from m3dt.data.expert_curve import curve_tasks
-    from m3dt.data.experts import (ExpertConfig, bind_expert, build_sac, evaluate_expert, expert_tasks,
-                                   make_training_env)
+    from m3dt.experts.curve import curve_tasks
+    from m3dt.experts.config import ExpertConfig
+    from m3dt.experts.envs import make_training_env
+    from m3dt.experts.kinds import bind_expert
+    from m3dt.experts.names import expert_tasks
+    from m3dt.experts.rollout import evaluate_expert
+    from m3dt.experts.sac import build_sac
     from m3dt.seeding import set_seed
 
     cfg = ExpertConfig(seed=seed, device=device, **variant.overrides)
@@ -373,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parsed = [parse_variant(s, args.device) for s in specs_v]
     if not any(v.name == BASELINE and d == args.device for v, d in parsed):
         raise SystemExit(f"the variants must include {BASELINE!r} (today's setup, the baseline of every ratio)")
-    from m3dt.data.experts import expert_name
+    from m3dt.experts.names import expert_name
 
     tasks_ = [expert_name(t) for t in args.tasks]  # validates names (KeyError names the task)
     vspecs = [f"{v.name}@{d}" for v, d in parsed]

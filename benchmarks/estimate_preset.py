@@ -31,7 +31,10 @@ import yaml
 
 from m3dt import budget, tasks
 from m3dt.data.collect import CollectConfig
-from m3dt.data.experts import ExpertConfig, build_sac, expert_kind, expert_tasks, make_training_env
+from m3dt.experts.config import ExpertConfig
+from m3dt.experts.envs import make_training_env
+from m3dt.experts.names import expert_kind, expert_tasks
+from m3dt.experts.sac import build_sac
 from m3dt.models import M3DT, PromptDT, PromptDTConfig
 from m3dt.models.moe import MoEConfig
 from m3dt.train.cli import merge

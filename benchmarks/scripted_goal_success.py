@@ -4,7 +4,7 @@ first success (at most 500 steps). Run: `python benchmarks/scripted_goal_success
 import warnings, time, numpy as np
 warnings.filterwarnings("ignore")
 from m3dt import tasks
-from m3dt.data.experts import ScriptedExpert
+from m3dt.experts.kinds import ScriptedExpert
 names=[n for n in tasks.MT160 if tasks.get(n).suite=="metaworld"]
 t0=time.time(); tot=[]
 for n in names:

@@ -26,6 +26,7 @@ from typing import Any
 from m3dt.data.sampler import SamplerConfig
 from m3dt.models import MoEConfig, PromptDTConfig
 from m3dt.runtime import check_bf16
+from m3dt.models.harmodt import HarmoConfig
 
 EXPERT_BATCHING = ("separate", "grouped")
 
@@ -170,6 +171,7 @@ class TrainConfig:
                      **dict(d.get("sampler") or {})}
         sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
         harmo = dict(d.get("harmo") or {})
+        _build(HarmoConfig, harmo, f"{where}.harmo")  # typed check of every key (the run builds its HarmoConfig)
         return cls(model=model, moe=_build(MoEConfig, d.get("moe"), f"{where}.moe"), harmo=harmo,
                    sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),
                    expert_batching=d.get("expert_batching", "separate"))

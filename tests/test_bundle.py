@@ -12,11 +12,13 @@ import h5py
 import numpy as np
 import pytest
 
-from m3dt.data import experts as ex
-from m3dt.data.bundle import bundled_names, make_bundle, read_bundle_meta
 from m3dt.data.collect import CollectConfig, collect_task
-from m3dt.data.experts import ExpertConfig
-from m3dt.data.sac_policy import BadPolicyFile, load_actor
+from m3dt.experts.bundle import bundled_names, make_bundle, read_bundle_meta
+from m3dt.experts.config import ExpertConfig
+from m3dt.experts.kinds import load_expert
+from m3dt.experts.sac import train_expert
+from m3dt.experts.sac_policy import BadPolicyFile, load_actor
+from m3dt.experts.table import expert_table_rows
 
 TASK = "cartpole-balance"
 TINY = dict(learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=1, eval_max_steps=20,
@@ -28,7 +30,7 @@ TINY = dict(learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=
 def trained(tmp_path_factory) -> Path:
     """A briefly trained expert (source: train) with its curve, and a bundle made from it."""
     root = tmp_path_factory.mktemp("bundle")
-    ex.train_expert(TASK, ExpertConfig(source="train", **TINY), root / "trained" / TASK)
+    train_expert(TASK, ExpertConfig(source="train", **TINY), root / "trained" / TASK)
     make_bundle(root / "trained" / TASK, root / "bundle")
     return root
 
@@ -67,27 +69,27 @@ def test_source_bundled_uses_bundle_and_train_trains(trained, tmp_path, caplog):
     bundle = str(trained / "bundle")
     other = dict(TINY, sac_steps_overrides={TASK: 150})  # a budget the bundle was not trained with
     with caplog.at_level(logging.INFO, logger="m3dt"):
-        meta = ex.train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=bundle, **other), tmp_path / "b")
+        meta = train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=bundle, **other), tmp_path / "b")
     assert meta["source"] == "bundled" and meta["train_steps"] == 250 and "using the bundled expert" in caplog.text
     assert not (tmp_path / "b" / "metrics.csv").exists()  # nothing was trained
-    meta = ex.train_expert(TASK, ExpertConfig(source="train", bundle_dir=bundle, **other), tmp_path / "t")
+    meta = train_expert(TASK, ExpertConfig(source="train", bundle_dir=bundle, **other), tmp_path / "t")
     assert meta["source"] == "trained" and meta["train_steps"] == 150
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="m3dt"):  # no bundle for this expert: trains, saying so
-        meta = ex.train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=str(tmp_path / "none"), **other),
+        meta = train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=str(tmp_path / "none"), **other),
                                tmp_path / "n")
     assert meta["source"] == "trained" and "no bundled expert" in caplog.text
 
 
 def test_bundled_expert_acts_deterministically_and_collects_identical_bytes(trained, tmp_path):
     cfg = ExpertConfig(source="bundled", bundle_dir=str(trained / "bundle"), **TINY)
-    ex.train_expert(TASK, cfg, tmp_path / "experts" / TASK)
-    expert = ex.load_expert(TASK, tmp_path / "experts")
+    train_expert(TASK, cfg, tmp_path / "experts" / TASK)
+    expert = load_expert(TASK, tmp_path / "experts")
     obs = np.linspace(-1, 1, 5).astype(np.float32)
     a1, a2 = expert.act(obs, np.random.default_rng(0)), expert.act(obs, np.random.default_rng(1))
     np.testing.assert_array_equal(a1, a2)
     ccfg = CollectConfig(episodes=2, max_steps=15, allow_flagged=True)
-    paths = [collect_task(TASK, ex.load_expert(TASK, tmp_path / "experts"), ccfg, tmp_path / f"{i}.h5")
+    paths = [collect_task(TASK, load_expert(TASK, tmp_path / "experts"), ccfg, tmp_path / f"{i}.h5")
              for i in range(2)]
     with h5py.File(paths[0]) as f0, h5py.File(paths[1]) as f1:
         for key in ("observations", "actions", "rewards", "terminals"):
@@ -106,14 +108,14 @@ def test_damaged_bundle_gives_one_clear_error(trained, tmp_path, damage):
     else:
         policy.unlink()
     with pytest.raises(BadPolicyFile, match=str(policy)):
-        ex.train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=str(bundle), **TINY), tmp_path / "x")
+        train_expert(TASK, ExpertConfig(source="bundled", bundle_dir=str(bundle), **TINY), tmp_path / "x")
 
 
 def test_expert_table_has_references(trained, tmp_path):
     cfg = ExpertConfig(source="bundled", bundle_dir=str(trained / "bundle"), **TINY)
-    ex.train_expert(TASK, cfg, tmp_path / TASK)
-    ex.train_expert("reach-v2", cfg, tmp_path / "reach-v2")
-    rows = {r["task"]: r for r in ex.expert_table_rows([TASK, "reach-v2"], tmp_path)}
+    train_expert(TASK, cfg, tmp_path / TASK)
+    train_expert("reach-v2", cfg, tmp_path / "reach-v2")
+    rows = {r["task"]: r for r in expert_table_rows([TASK, "reach-v2"], tmp_path)}
     assert rows[TASK]["sac_1000k"] == pytest.approx(99.8) and rows[TASK]["source"] == "bundled"
     assert rows["reach-v2"]["authors_promptdt_single"] == pytest.approx(78.0)
     assert np.isnan(rows["reach-v2"]["sac_1000k"])
@@ -123,7 +125,7 @@ def test_expert_table_has_references(trained, tmp_path):
 
 def test_max_train_seconds_stops_early_and_keeps_the_expert(tmp_path):
     cfg = ExpertConfig(source="train", max_train_seconds=0.0, **dict(TINY, sac_steps_overrides={TASK: 400}))
-    meta = ex.train_expert(TASK, cfg, tmp_path / TASK)
+    meta = train_expert(TASK, cfg, tmp_path / TASK)
     assert meta["stopped_early"] and meta["budget_steps"] == 400 and meta["train_steps"] == 100
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / TASK / "curve.csv"))] == [0, 100]
     assert (tmp_path / TASK / "policy.pt").exists() and meta["status"] == "done"

@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 
 from m3dt import tasks
-from m3dt.data import experts as ex
 from m3dt.data.collect import CollectConfig, collect_episodes, collect_task
-from m3dt.data.experts import ExpertConfig, FlaggedExpertError
+from m3dt.experts import sac
+from m3dt.experts.config import ExpertConfig
+from m3dt.experts.envs import GoalFamilyEnv
+from m3dt.experts.kinds import Expert, FlaggedExpertError, SACExpert, ScriptedExpert, bind_expert, load_expert
+from m3dt.experts.names import CHECKPOINT_DIR, expert_kind, expert_name, expert_names, expert_tasks, goal_features
+from m3dt.experts.rollout import evaluate_expert
+from m3dt.experts.sac import build_sac, train_expert
+from m3dt.experts.table import TABLE_COLUMNS, expert_table_rows, write_expert_table
+from m3dt.plots.experts import plot_expert_quality
 
 TINY = dict(source="train", learning_starts=50, batch_size=32, net_arch=(32, 32), eval_episodes=1, eval_max_steps=20,
             log_every=100, checkpoint_every=100, device="cpu")
@@ -31,20 +38,20 @@ def pendulum_meta(expert_root):
     """A briefly trained SAC expert (a few hundred steps), threshold 0 so it is not flagged."""
     cfg = ExpertConfig(**TINY, sac_steps_overrides={"pendulum-swingup": 250},
                        threshold_overrides={"pendulum-swingup": 0.0})
-    return ex.train_expert("pendulum-swingup", cfg, expert_root / "pendulum-swingup")
+    return train_expert("pendulum-swingup", cfg, expert_root / "pendulum-swingup")
 
 
-def _untrained_goal_expert(task: str) -> ex.SACExpert:
-    env = ex.GoalFamilyEnv(ex.expert_name(task))
-    model = ex.build_sac(env, ExpertConfig(**TINY), total_steps=100)
-    return ex.bind_expert(model, task)
+def _untrained_goal_expert(task: str) -> SACExpert:
+    env = GoalFamilyEnv(expert_name(task))
+    model = build_sac(env, ExpertConfig(**TINY), total_steps=100)
+    return bind_expert(model, task)
 
 
-def _experts(name: str, expert_root: Path, pendulum_meta) -> ex.Expert:
+def _experts(name: str, expert_root: Path, pendulum_meta) -> Expert:
     if name == "reach-v2":
-        return ex.ScriptedExpert("reach-v2", action_noise=0.1)
+        return ScriptedExpert("reach-v2", action_noise=0.1)
     if name == "pendulum-swingup":
-        return ex.load_expert("pendulum-swingup", expert_root)
+        return load_expert("pendulum-swingup", expert_root)
     return _untrained_goal_expert(name)
 
 
@@ -58,14 +65,14 @@ def _read(path: Path):
 
 
 def test_names_and_kinds():
-    assert ex.expert_name("ant-dir-7") == "ant-dir" and ex.expert_kind("ant-dir-7") == "sac-goal"
-    assert ex.expert_name("cheetah-vel-0") == "cheetah-vel"
-    assert ex.expert_kind("reach-v2") == "scripted" and ex.expert_kind("walker-walk") == "sac"
-    assert ex.expert_names(["ant-dir-1", "ant-dir-2", "reach-v2", "cheetah-vel-3"]) == ["ant-dir", "reach-v2",
+    assert expert_name("ant-dir-7") == "ant-dir" and expert_kind("ant-dir-7") == "sac-goal"
+    assert expert_name("cheetah-vel-0") == "cheetah-vel"
+    assert expert_kind("reach-v2") == "scripted" and expert_kind("walker-walk") == "sac"
+    assert expert_names(["ant-dir-1", "ant-dir-2", "reach-v2", "cheetah-vel-3"]) == ["ant-dir", "reach-v2",
                                                                                       "cheetah-vel"]
-    assert len(ex.expert_tasks("ant-dir")) == 40 == len(ex.expert_tasks("cheetah-vel"))
-    np.testing.assert_allclose(np.linalg.norm(ex.goal_features("ant-dir-3")), 1.0, rtol=1e-6)
-    assert ex.goal_features("cheetah-vel-0").tolist() == pytest.approx([0.075])
+    assert len(expert_tasks("ant-dir")) == 40 == len(expert_tasks("cheetah-vel"))
+    np.testing.assert_allclose(np.linalg.norm(goal_features("ant-dir-3")), 1.0, rtol=1e-6)
+    assert goal_features("cheetah-vel-0").tolist() == pytest.approx([0.075])
     cfg = ExpertConfig(threshold_overrides={"dmc": 40.0, "hopper-hop": 10.0})
     assert cfg.threshold("walker-walk") == 40.0 and cfg.threshold("hopper-hop") == 10.0
     assert cfg.threshold("reach-v2") == cfg.near_optimal_threshold
@@ -75,24 +82,24 @@ def test_names_and_kinds():
 
 
 def test_scripted_reach_succeeds_without_noise():
-    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0)
-    row = ex.evaluate_expert(expert, episodes=2, seed=0, threshold=80.0)
+    expert = ScriptedExpert("reach-v2", action_noise=0.0)
+    row = evaluate_expert(expert, episodes=2, seed=0, threshold=80.0)
     assert row["score_mean"] == 100.0 and row["flagged"] is False
 
 
 def test_goal_family_env_appends_goal_to_agent_input_only():
-    env = ex.GoalFamilyEnv("ant-dir")
+    env = GoalFamilyEnv("ant-dir")
     assert env.observation_space.shape == (27 + 2,) and env.action_space.shape == (8,)
     obs, info = env.reset(seed=3)
-    np.testing.assert_allclose(obs[27:], ex.goal_features(info["task"]))
+    np.testing.assert_allclose(obs[27:], goal_features(info["task"]))
     obs2, *_ = env.step(env.action_space.sample())
-    np.testing.assert_allclose(obs2[27:], ex.goal_features(info["task"]))
+    np.testing.assert_allclose(obs2[27:], goal_features(info["task"]))
     seen = {env.reset(seed=s)[1]["task"] for s in range(8)}
     assert len(seen) > 1  # a goal per episode
-    cv = ex.GoalFamilyEnv("cheetah-vel")
+    cv = GoalFamilyEnv("cheetah-vel")
     assert cv.observation_space.shape == (20 + 1,) and cv.action_space.shape == (6,)
     obs, info = cv.reset(seed=0, options={"task": "cheetah-vel-5"})
-    assert info["task"] == "cheetah-vel-5" and obs[-1] == pytest.approx(ex.goal_features("cheetah-vel-5")[0])
+    assert info["task"] == "cheetah-vel-5" and obs[-1] == pytest.approx(goal_features("cheetah-vel-5")[0])
 
 
 def test_train_smoke_saves_reloads_and_acts(pendulum_meta, expert_root):
@@ -104,31 +111,31 @@ def test_train_smoke_saves_reloads_and_acts(pendulum_meta, expert_root):
     assert ev["n_episodes"] == 1 and ev["flagged"] is False
     rows = list(csv.DictReader(open(d / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [100, 200, 250] and float(rows[-1]["updates_per_s"]) > 0
-    expert = ex.load_expert("pendulum-swingup", expert_root)
+    expert = load_expert("pendulum-swingup", expert_root)
     a = expert.act(np.zeros(3, np.float32), np.random.default_rng(0))
     assert a.shape == (1,) and a.dtype == np.float32 and np.all(np.abs(a) <= 1)
     # a finished expert is reused, not retrained
-    again = ex.train_expert("pendulum-swingup", ExpertConfig(**meta["config"]), d)
+    again = train_expert("pendulum-swingup", ExpertConfig(**meta["config"]), d)
     assert again["train_seconds"] == meta["train_seconds"]
 
 
 def test_train_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
     cfg = ExpertConfig(**TINY, sac_steps_overrides={"cartpole-balance": 300})
     out = tmp_path / "cartpole-balance"
-    real_save = ex._save_model
+    real_save = sac._save_model
 
     def crash_on_final_save(model, path):
-        if path.parent.name != ex.CHECKPOINT_DIR:
+        if path.parent.name != CHECKPOINT_DIR:
             raise KeyboardInterrupt("simulated interruption")
         real_save(model, path)
 
-    monkeypatch.setattr(ex, "_save_model", crash_on_final_save)
+    monkeypatch.setattr(sac, "_save_model", crash_on_final_save)
     with pytest.raises(KeyboardInterrupt):
-        ex.train_expert("cartpole-balance", cfg, out)
+        train_expert("cartpole-balance", cfg, out)
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 200
-    monkeypatch.setattr(ex, "_save_model", real_save)
+    monkeypatch.setattr(sac, "_save_model", real_save)
     with caplog.at_level(logging.INFO, logger="m3dt"):
-        meta = ex.train_expert("cartpole-balance", cfg, out)
+        meta = train_expert("cartpole-balance", cfg, out)
     assert "resuming from checkpoint at step 200/300" in caplog.text
     assert meta["train_steps"] == 300 and not (out / "checkpoint").exists()
     steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
@@ -176,7 +183,7 @@ def test_collection_is_deterministic(tmp_path, expert_root, pendulum_meta):
 def test_metaworld_collection_gives_each_episode_its_own_goal():
     """Training and prompt episodes each get their own goal variation, which the scripted
     policy reads from the observation (it reaches that goal)."""
-    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0)
+    expert = ScriptedExpert("reach-v2", action_noise=0.0)
     episodes = collect_episodes("reach-v2", expert, CollectConfig(episodes=4, n_prompt=2, seed=0, max_steps=150))
     goals = [tuple(ep["observations"][0, 36:39]) for ep in episodes]
     assert len(set(goals)) == 6  # 4 training + 2 prompt episodes, 6 goals
@@ -211,7 +218,7 @@ def test_paper_preset_uses_the_authors_episode_counts_per_suite():
 
 
 def test_flagged_expert_is_refused(tmp_path, caplog):
-    expert = ex.ScriptedExpert("reach-v2", action_noise=0.0,
+    expert = ScriptedExpert("reach-v2", action_noise=0.0,
                                evaluation={"score_mean": 10.0, "threshold": 60.0, "flagged": True})
     cfg = CollectConfig(episodes=1, n_prompt=2, max_steps=5)
     with pytest.raises(FlaggedExpertError, match="flagged"):
@@ -225,22 +232,22 @@ def test_flagged_expert_is_refused(tmp_path, caplog):
 
 def test_expert_table_and_figure(tmp_path, expert_root, pendulum_meta):
     cfg = ExpertConfig(eval_episodes=1, eval_max_steps=60, near_optimal_threshold=60.0)
-    meta = ex.train_expert("reach-v2", cfg, expert_root / "reach-v2")
+    meta = train_expert("reach-v2", cfg, expert_root / "reach-v2")
     assert meta["kind"] == "scripted" and meta["evaluation"]["reach-v2"]["n_episodes"] == 1
-    rows = ex.expert_table_rows(["reach-v2", "pendulum-swingup"], expert_root)
+    rows = expert_table_rows(["reach-v2", "pendulum-swingup"], expert_root)
     rows.append({"task": "ant-dir-0", "suite": "ant_dir", "expert_kind": "sac-goal", "train_steps": 10,
                  "score_mean": 20.0, "score_std": 0.0, "n_episodes": 1, "flagged": True})
-    csv_path = ex.write_expert_table(rows, tmp_path / "experts.csv")
+    csv_path = write_expert_table(rows, tmp_path / "experts.csv")
     with open(csv_path) as f:
         reader = csv.DictReader(f)
         got = list(reader)
-    assert reader.fieldnames[:8] == ex.TABLE_COLUMNS
+    assert reader.fieldnames[:8] == TABLE_COLUMNS
     assert [r["task"] for r in got] == ["reach-v2", "pendulum-swingup", "ant-dir-0"]
     assert [r["flagged"] for r in got] == ["False", "False", "True"]
-    pngs = ex.plot_expert_quality(csv_path, [tmp_path / "experts.png", tmp_path / "experts.pdf"])
+    pngs = plot_expert_quality(csv_path, [tmp_path / "experts.png", tmp_path / "experts.pdf"])
     assert all(p.exists() and p.stat().st_size > 1000 for p in pngs)
     with pytest.raises(FileNotFoundError, match="walker-walk"):
-        ex.expert_table_rows(["walker-walk"], expert_root)
+        expert_table_rows(["walker-walk"], expert_root)
 
 
 def test_cli_collect_and_table(tmp_path, expert_root, pendulum_meta):

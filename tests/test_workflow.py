@@ -36,6 +36,18 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
         assert rule in out, f"{preset}: rule {rule} not planned"
 
 
+def test_grouped_expert_batching_plans_one_stage2_job_per_build(tmp_path):
+    cfg = tmp_path / "grouped.yaml"
+    cfg.write_text("train: {expert_batching: grouped}\n")
+    r = dry_run("all", "--forceall", "--configfile", "workflow/presets/smoke.yaml", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = {line.split()[0]: int(line.split()[-1]) for line in (r.stdout + r.stderr).splitlines()
+              if len(line.split()) == 2 and line.split()[-1].isdigit()}
+    # smoke: 4 builds with a groups file (random/gradient) train grouped; grouping "none" keeps one job per expert
+    assert counts.get("train_experts_grouped") == 4, counts
+    assert counts.get("assemble") == 1, counts
+
+
 @pytest.mark.parametrize("bad, key", [
     ("train: {model: {widht: 3}}", "train.model.widht"),
     ("train: {sampler: {mode: shuffled}}", "train.sampler"),
@@ -50,6 +62,8 @@ def test_every_preset_plans_every_figure(preset, tmp_path):
     ("experiments: {n_experts_by_task_count: {10: 11}}", "experiments.n_experts_by_task_count[10] = 11"),
     ("train: {loop: {checkpoint_every: -1}}", "checkpoint_every must be >= 1"),
     ("train: {optim: {lr: fast}}", "train.optim.lr must be a number"),
+    ("train: {harmo: {mask_intervl: 2}}", "train.harmo.mask_intervl"),
+    ("train: {harmo: {sparsity: dense}}", "train.harmo.sparsity must be a number"),
     ("evaluation: {device: gpu0}", "['evaluation']['device']"),
     ("resources: {train_mem_mb: -1}", "['resources']['train_mem_mb']"),
     ("single_task: {tasks: [foo-bar]}", "single_task.tasks: unknown task 'foo-bar'"),

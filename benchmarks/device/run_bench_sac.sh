@@ -74,7 +74,8 @@ import torch
 cuda = torch.cuda.is_available()
 print(f"  torch cuda: {cuda} {torch.cuda.get_device_name(0) if cuda else ''}", file=sys.stderr)
 from m3dt import tasks
-from m3dt.data.experts import expert_tasks, make_training_env
+from m3dt.experts.envs import make_training_env
+from m3dt.experts.names import expert_tasks
 for name in sys.argv[1:]:
     try:
         env = make_training_env(name, 0)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from m3dt.data.bundle import _bundle_args, _bundle_run, _list_args, _list_run
+from m3dt.experts.bundle import _bundle_args, _bundle_run, _list_args, _list_run
 from m3dt.data.collect import _collect_args, _collect_run
-from m3dt.data.experts import _table_args, _table_run, _train_args, _train_run
+from m3dt.experts.cli import _table_args, _table_run, _train_args, _train_run
 from m3dt.data.importer import _import_args, _import_run
 
 DataCommand = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]

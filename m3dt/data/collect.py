@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from m3dt import tasks
-from m3dt.data.experts import Expert, FlaggedExpertError, _fmt_eta, episode_seed, rollout
+from m3dt.experts.kinds import Expert, FlaggedExpertError
+from m3dt.experts.rollout import _fmt_eta, episode_seed, rollout
 
 LOG = logging.getLogger("m3dt.data.collect")
 
@@ -170,7 +171,8 @@ def _collect_args(p) -> None:
 
 
 def _collect_run(args) -> int:
-    from m3dt.data.experts import load_config_file, load_expert
+    from m3dt.experts.config import load_config_file
+    from m3dt.experts.kinds import load_expert
     from m3dt.io import log_to
 
     cfg = CollectConfig.from_dict(load_config_file(args.config, "collect"))

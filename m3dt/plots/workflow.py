@@ -61,7 +61,7 @@ def single_task_from_runs(score_csvs: Sequence[str | os.PathLike], tasks: Sequen
         columns={"normalized_score": "score"})
     experts = None
     if expert_root:
-        from m3dt.data.experts import expert_table_rows
+        from m3dt.experts.table import expert_table_rows
 
         rows = expert_table_rows(tasks, expert_root)
         experts = pd.DataFrame(rows).rename(columns={"score_mean": "score"})[["task", "score"]]

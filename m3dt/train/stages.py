@@ -17,8 +17,8 @@ state) and calls `loop.train`; nothing here has its own optimisation loop.
 | `run_e2e_moe`       | M3DT from scratch             | all                  | all            | router   |
 | `run_harmodt`       | HarmoDT (masks)               | all + mask hook      | all            | -        |
 
-"No grouping" is stage 2 with every group = all tasks (`run_expert` without a groups
-file; the workflow's `none` grouping).
+"No grouping" is stage 2 with every group = all tasks (`run_expert` without a groups file:
+`all_tasks` are the tasks; the workflow's grouping "none").
 
 The number of experts E is the number of groups in the groups file (stage 2, and assembly
 checks every expert checkpoint against it); stage 3 takes it from the assembled checkpoint.

@@ -6,11 +6,11 @@ rule train_dense:
     input:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}/checkpoints/final.pt",
+        final=ckpt_path(run_dir(name="{dense}_w{width}")),
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.log",
+        log_of(run_dir(name="{dense}_w{width}")),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{dense}}_w{{width}}.tsv"
+        bench_of(run_dir(name="{dense}_w{width}"))
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -19,13 +19,12 @@ rule train_dense:
     params:
         stage=lambda wc: wc.dense,
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=f"{RESULTS}/data",
+        data_dir=DATA_DIR,
         train=lambda wc: train_params(
             STEPS["dense"],
             model={"width": int(wc.width)},
             loop={
                 "seed": int(wc.seed),
-                "steps": STEPS["dense"],
                 "keep_steps": B_STEPS,
             },
         ),
@@ -37,11 +36,11 @@ rule train_single_task:
     input:
         data=lambda wc: data_files([wc.task]),
     output:
-        final=f"{RESULTS}/runs/single/{{task}}/prompt_dt_w{{width}}/checkpoints/final.pt",
+        final=ckpt_path(single_dir()),
     log:
-        f"{RESULTS}/logs/runs/single/{{task}}_w{{width}}.log",
+        log_of(single_dir()),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/single/{{task}}_w{{width}}.tsv"
+        bench_of(single_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -50,7 +49,7 @@ rule train_single_task:
     params:
         stage="prompt_dt",
         tasks=lambda wc: [wc.task],
-        data_dir=f"{RESULTS}/data",
+        data_dir=DATA_DIR,
         train=lambda wc: train_params(
             STEPS["single_task"], model={"width": int(wc.width)}
         ),

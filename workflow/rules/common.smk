@@ -151,10 +151,88 @@ def registry_outputs():
 
 
 # ----------------------------------------------------------------------------- paths
+# Every file a rule reads or writes under RESULTS is spelled here, once. Called without
+# arguments a helper gives the wildcard pattern (rule outputs); with values, the path.
+
+DATA_DIR = f"{RESULTS}/data"
+EXPERT_ROOT = f"{RESULTS}/experts"
 
 
-def run_dir(n, seed, name):
-    return f"{RESULTS}/runs/mt{n}/s{seed}/{name}"
+def _under(kind, path, ext):
+    """`RESULTS/<kind>/<path relative to RESULTS><ext>`: the log / benchmark of an output."""
+    assert path.startswith(f"{RESULTS}/"), f"{path} is not under {RESULTS}"
+    return f"{RESULTS}/{kind}/{path[len(RESULTS) + 1:]}{ext}"
+
+
+def log_of(path):
+    return _under("logs", path, ".log")
+
+
+def bench_of(path):
+    return _under("benchmarks", path, ".tsv")
+
+
+def runs_path(run="{run}"):
+    return f"{RESULTS}/runs/{run}"
+
+
+def run_dir(n="{n}", seed="{seed}", name="{run}"):
+    return runs_path(f"mt{n}/s{seed}/{name}")
+
+
+def ckpt_path(directory, ckpt="final"):
+    return f"{directory}/checkpoints/{ckpt}.pt"
+
+
+def m3dt_dir(n="{n}", seed="{seed}", E="{E}", grouping="{grouping}", bstep="{bstep}"):
+    """Folder of one M3DT build: stage-2 experts, the assembled model, stage-3 routers."""
+    return run_dir(n, seed, f"m3dt_E{E}_{grouping}_b{bstep}")
+
+
+def groups_json(
+    n="{n}", seed="{seed}", grouping="{grouping}", E="{E}", bstep="{bstep}"
+):
+    return f"{run_dir(n, seed, 'groups')}/{grouping}_E{E}_b{bstep}.json"
+
+
+def single_dir(task="{task}", width="{width}"):
+    return runs_path(f"single/{task}/prompt_dt_w{width}")
+
+
+def expert_json(expert="{expert}"):
+    return f"{EXPERT_ROOT}/{expert}/expert.json"
+
+
+def data_file(task="{task}"):
+    return f"{DATA_DIR}/{task}.h5"
+
+
+def wc_m3dt_dir(wc):
+    return m3dt_dir(wc.n, wc.seed, wc.E, wc.grouping, wc.bstep)
+
+
+def stage2_groups(wc):
+    """The groups file of a stage-2 run (none for grouping "none": every expert sees all tasks)."""
+    if wc.grouping == "none":
+        return []
+    return groups_json(wc.n, wc.seed, wc.grouping, wc.E, wc.bstep)
+
+
+def experts_grouped(wc):
+    """Whether stage 2 of this build trains all experts in one job (`train.expert_batching:
+    grouped`, the GPU user's choice); grouping "none" has no groups file and keeps one job
+    per expert."""
+    return (
+        TRAIN.get("expert_batching", "separate") == "grouped" and wc.grouping != "none"
+    )
+
+
+def assembled_ckpt(wc):
+    """Stage 3's input: the assembled M3DT, or the grouped stage 2's checkpoint (already an
+    assembled M3DT with fresh routers)."""
+    if experts_grouped(wc):
+        return ckpt_path(f"{wc_m3dt_dir(wc)}/experts_grouped")
+    return f"{wc_m3dt_dir(wc)}/assembled.pt"
 
 
 def dense_name(kind, width):
@@ -211,25 +289,25 @@ def train_params(steps, **sections):
 
 
 def expert_of(task):
-    from m3dt.data.experts import expert_name
+    from m3dt.experts.names import expert_name
 
     return expert_name(task)
 
 
 def needed_experts():
-    from m3dt.data.experts import expert_names
+    from m3dt.experts.names import expert_names
 
     return expert_names(all_data_tasks())
 
 
 def data_files(tasks):
-    return [f"{RESULTS}/data/{t}.h5" for t in tasks]
+    return [data_file(t) for t in tasks]
 
 
 def data_outputs():
     out = data_files(all_data_tasks())
     if DATA["source"] == "collect":
-        out.append(f"{RESULTS}/data/experts.csv")
+        out.append(f"{DATA_DIR}/experts.csv")
     return out
 
 
@@ -246,11 +324,11 @@ def backbone_ckpt(wc):
     """The stage-1 run's final checkpoint: the declared dependency. Its kept step
     checkpoints are not declared outputs (Snakemake would delete them when an interrupted
     run is resumed), so rules read `backbone_step(wc)` once `final.pt` exists."""
-    return (
-        f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/final.pt"
-    )
+    return ckpt_path(run_dir(wc.n, wc.seed, dense_name("prompt_dt", WIDTH)))
 
 
 def backbone_step(wc):
     """The stage-1 checkpoint at step `wc.bstep` (written beside final.pt)."""
-    return f"{run_dir(wc.n, wc.seed, dense_name('prompt_dt', WIDTH))}/checkpoints/step_{wc.bstep}.pt"
+    return ckpt_path(
+        run_dir(wc.n, wc.seed, dense_name("prompt_dt", WIDTH)), f"step_{wc.bstep}"
+    )

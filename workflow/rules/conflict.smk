@@ -3,14 +3,14 @@
 
 rule conflict:
     input:
-        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/checkpoints/final.pt",
+        final=ckpt_path(run_dir()),
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        f"{RESULTS}/runs/mt{{n}}/s{{seed}}/{{run}}/conflict/{{ckpt}}.csv",
+        f"{run_dir()}/conflict/{{ckpt}}.csv",
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.log",
+        log_of(f"{run_dir()}/conflict_{{ckpt}}"),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/{{run}}/conflict_{{ckpt}}.tsv"
+        bench_of(f"{run_dir()}/conflict_{{ckpt}}")
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -21,13 +21,13 @@ rule conflict:
         argv=lambda wc, input, output: [
             "conflict",
             "--checkpoint",
-            f"{RESULTS}/runs/mt{wc.n}/s{wc.seed}/{wc.run}/checkpoints/{wc.ckpt}.pt",
+            ckpt_path(run_dir(wc.n, wc.seed, wc.run), wc.ckpt),
             "--benchmark",
             wc.n,
             "--seed",
             wc.seed,
             "--data-dir",
-            f"{RESULTS}/data",
+            DATA_DIR,
             "--n-batches",
             CONFLICT["n_batches"],
             "--out",

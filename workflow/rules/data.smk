@@ -5,11 +5,11 @@ if DATA["source"] == "collect":
 
     rule train_expert:
         output:
-            f"{RESULTS}/experts/{{expert}}/expert.json",
+            expert_json(),
         log:
-            f"{RESULTS}/logs/experts/{{expert}}.log",
+            log_of(f"{EXPERT_ROOT}/{{expert}}"),
         benchmark:
-            f"{RESULTS}/benchmarks/experts/{{expert}}.tsv"
+            bench_of(f"{EXPERT_ROOT}/{{expert}}")
         conda:
             "../../envs/m3dt.yaml"
         threads: 1
@@ -23,13 +23,13 @@ if DATA["source"] == "collect":
 
     rule collect:
         input:
-            lambda wc: f"{RESULTS}/experts/{expert_of(wc.task)}/expert.json",
+            lambda wc: expert_json(expert_of(wc.task)),
         output:
-            f"{RESULTS}/data/{{task}}.h5",
+            data_file(),
         log:
-            f"{RESULTS}/logs/data/{{task}}.log",
+            log_of(f"{DATA_DIR}/{{task}}"),
         benchmark:
-            f"{RESULTS}/benchmarks/data/{{task}}.tsv"
+            bench_of(f"{DATA_DIR}/{{task}}")
         conda:
             "../../envs/m3dt.yaml"
         threads: 1
@@ -38,30 +38,28 @@ if DATA["source"] == "collect":
             runtime=RES["train_runtime"],
         params:
             config=DATA["collect"],
-            expert_root=f"{RESULTS}/experts",
+            expert_root=EXPERT_ROOT,
         script:
             "../scripts/collect.py"
 
     rule experts_table:
         input:
-            lambda wc: expand(
-                f"{RESULTS}/experts/{{e}}/expert.json", e=needed_experts()
-            ),
+            lambda wc: [expert_json(e) for e in needed_experts()],
         output:
-            csv=f"{RESULTS}/data/experts.csv",
+            csv=f"{DATA_DIR}/experts.csv",
             png=report(
-                f"{RESULTS}/data/experts.png",
+                f"{DATA_DIR}/experts.png",
                 caption="../report/experts.rst",
                 category="Data",
             ),
-            pdf=f"{RESULTS}/data/experts.pdf",
+            pdf=f"{DATA_DIR}/experts.pdf",
             curves=report(
-                f"{RESULTS}/data/expert_curves.png",
+                f"{DATA_DIR}/expert_curves.png",
                 caption="../report/expert_curves.rst",
                 category="Data",
             ),
         log:
-            f"{RESULTS}/logs/data/experts_table.log",
+            log_of(f"{DATA_DIR}/experts_table"),
         conda:
             "../../envs/m3dt.yaml"
         resources:
@@ -69,7 +67,7 @@ if DATA["source"] == "collect":
             runtime=10,
         params:
             tasks=all_data_tasks(),
-            expert_root=f"{RESULTS}/experts",
+            expert_root=EXPERT_ROOT,
             threshold=DATA["experts"].get("near_optimal_threshold"),
         script:
             "../scripts/experts_table.py"
@@ -78,11 +76,11 @@ else:
 
     rule import_task:
         output:
-            f"{RESULTS}/data/{{task}}.h5",
+            data_file(),
         log:
-            f"{RESULTS}/logs/data/{{task}}.log",
+            log_of(f"{DATA_DIR}/{{task}}"),
         benchmark:
-            f"{RESULTS}/benchmarks/data/{{task}}.tsv"
+            bench_of(f"{DATA_DIR}/{{task}}")
         conda:
             "../../envs/m3dt.yaml"
         threads: 1

@@ -3,14 +3,14 @@
 
 rule evaluate:
     input:
-        f"{RESULTS}/runs/{{run}}/checkpoints/final.pt",
+        ckpt_path(runs_path()),
     output:
-        scores=f"{RESULTS}/runs/{{run}}/eval/scores.csv",
-        summary=f"{RESULTS}/runs/{{run}}/eval/summary.csv",
+        scores=f"{runs_path()}/eval/scores.csv",
+        summary=f"{runs_path()}/eval/summary.csv",
     log:
-        f"{RESULTS}/logs/runs/{{run}}/evaluate.log",
+        log_of(f"{runs_path()}/evaluate"),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/{{run}}/evaluate.tsv"
+        bench_of(f"{runs_path()}/evaluate")
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["evaluate"]

@@ -1,21 +1,18 @@
-# Stage 2: backbone frozen, expert i trained on group i; one job per expert.
+# Stage 2: backbone frozen, expert i trained on group i: one job per expert (then
+# `assemble`), or all experts in one job with `train.expert_batching: grouped`.
 
 
 rule train_expert_stage2:
     input:
         backbone=backbone_ckpt,
-        groups=lambda wc: (
-            []
-            if wc.grouping == "none"
-            else f"{RESULTS}/runs/mt{wc.n}/s{wc.seed}/groups/{wc.grouping}_E{wc.E}_b{wc.bstep}.json"
-        ),
+        groups=stage2_groups,
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/expert{{i}}/checkpoints/final.pt",
+        final=ckpt_path(f"{m3dt_dir()}/expert{{i}}"),
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/expert{{i}}.log",
+        log_of(f"{m3dt_dir()}/expert{{i}}"),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/expert{{i}}.tsv"
+        bench_of(f"{m3dt_dir()}/expert{{i}}")
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -26,7 +23,32 @@ rule train_expert_stage2:
         stage="expert",
         expert=lambda wc: int(wc.i),
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=f"{RESULTS}/data",
+        data_dir=DATA_DIR,
+        train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
+    script:
+        "../scripts/train.py"
+
+
+rule train_experts_grouped:
+    input:
+        backbone=backbone_ckpt,
+        groups=groups_json(),
+        data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
+    output:
+        final=ckpt_path(f"{m3dt_dir()}/experts_grouped"),
+    log:
+        log_of(f"{m3dt_dir()}/experts_grouped"),
+    benchmark:
+        bench_of(f"{m3dt_dir()}/experts_grouped")
+    conda:
+        "../../envs/m3dt.yaml"
+    threads: THREADS["train"]
+    resources:
+        **train_resources(),
+    params:
+        backbone=backbone_step,
+        stage="experts_grouped",
+        data_dir=DATA_DIR,
         train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
     script:
         "../scripts/train.py"
@@ -36,13 +58,12 @@ rule assemble:
     input:
         backbone=backbone_ckpt,
         experts=lambda wc: [
-            f"{RESULTS}/runs/mt{wc.n}/s{wc.seed}/m3dt_E{wc.E}_{wc.grouping}_b{wc.bstep}/expert{i}/checkpoints/final.pt"
-            for i in range(int(wc.E))
+            ckpt_path(f"{wc_m3dt_dir(wc)}/expert{i}") for i in range(int(wc.E))
         ],
     output:
-        f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/assembled.pt",
+        f"{m3dt_dir()}/assembled.pt",
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/assemble.log",
+        log_of(f"{m3dt_dir()}/assemble"),
     conda:
         "../../envs/m3dt.yaml"
     resources:

@@ -52,11 +52,11 @@ use rule figure as table with:
 rule single_task_table:
     input:
         scores=lambda wc: [
-            f"{RESULTS}/runs/single/{t}/prompt_dt_w{config['single_task']['width']}/eval/scores.csv"
+            f"{single_dir(t, config['single_task']['width'])}/eval/scores.csv"
             for t in single_tasks()
         ],
         experts=lambda wc: (
-            [f"{RESULTS}/experts/{expert_of(t)}/expert.json" for t in single_tasks()]
+            [expert_json(expert_of(t)) for t in single_tasks()]
             if DATA["source"] == "collect"
             else []
         ),
@@ -78,7 +78,7 @@ rule single_task_table:
         runtime=10,
     params:
         tasks=single_tasks(),
-        expert_root=f"{RESULTS}/experts" if DATA["source"] == "collect" else None,
+        expert_root=EXPERT_ROOT if DATA["source"] == "collect" else None,
         preset=config["preset"],
     script:
         "../scripts/single_task.py"

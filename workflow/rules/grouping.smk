@@ -10,11 +10,11 @@ rule group_tasks:
             else []
         ),
     output:
-        f"{RESULTS}/runs/mt{{n}}/s{{seed}}/groups/{{grouping}}_E{{E}}_b{{bstep}}.json",
+        groups_json(),
     log:
-        f"{RESULTS}/logs/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.log",
+        log_of(groups_json().removesuffix(".json")),
     benchmark:
-        f"{RESULTS}/benchmarks/groups/mt{{n}}_s{{seed}}_{{grouping}}_E{{E}}_b{{bstep}}.tsv"
+        bench_of(groups_json().removesuffix(".json"))
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -40,7 +40,7 @@ rule group_tasks:
                 "--checkpoint",
                 backbone_step(wc),
                 "--data-dir",
-                f"{RESULTS}/data",
+                DATA_DIR,
                 "--n-batches",
                 CONFLICT["n_batches"],
                 "--n-init",

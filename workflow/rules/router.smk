@@ -4,14 +4,14 @@
 
 rule train_router:
     input:
-        assembled=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/assembled.pt",
+        assembled=assembled_ckpt,
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}/checkpoints/final.pt",
+        final=ckpt_path(f"{m3dt_dir()}/router_{{router}}"),
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}.log",
+        log_of(f"{m3dt_dir()}/router_{{router}}"),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/m3dt_E{{E}}_{{grouping}}_b{{bstep}}/router_{{router}}.tsv"
+        bench_of(f"{m3dt_dir()}/router_{{router}}")
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -20,7 +20,7 @@ rule train_router:
     params:
         stage="router",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=f"{RESULTS}/data",
+        data_dir=DATA_DIR,
         train_experts=lambda wc: wc.router == "dense-unfrozen",
         train=lambda wc: train_params(
             STEPS["router"],
@@ -29,7 +29,7 @@ rule train_router:
                 if wc.router == "topk"
                 else {"router": "dense"}
             ),
-            loop={"seed": int(wc.seed), "steps": STEPS["router"]},
+            loop={"seed": int(wc.seed)},
         ),
     script:
         "../scripts/train.py"
@@ -39,11 +39,11 @@ rule train_e2e_moe:
     input:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=f"{RESULTS}/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}/checkpoints/final.pt",
+        final=ckpt_path(run_dir(name="e2e_moe_E{E}")),
     log:
-        f"{RESULTS}/logs/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}.log",
+        log_of(run_dir(name="e2e_moe_E{E}")),
     benchmark:
-        f"{RESULTS}/benchmarks/runs/mt{{n}}/s{{seed}}/e2e_moe_E{{E}}.tsv"
+        bench_of(run_dir(name="e2e_moe_E{E}"))
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -52,11 +52,11 @@ rule train_e2e_moe:
     params:
         stage="e2e_moe",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=f"{RESULTS}/data",
+        data_dir=DATA_DIR,
         train=lambda wc: train_params(
             STEPS["e2e_moe"],
             moe={"n_experts": int(wc.E)},
-            loop={"seed": int(wc.seed), "steps": STEPS["e2e_moe"]},
+            loop={"seed": int(wc.seed)},
         ),
     script:
         "../scripts/train.py"

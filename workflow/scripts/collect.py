@@ -1,7 +1,7 @@
 """Roll out a task's expert into `<results>/data/<task>.h5`: `m3dt.data.collect.collect_task`."""
 
 from m3dt.data.collect import CollectConfig, collect_task
-from m3dt.data.experts import load_expert
+from m3dt.experts.kinds import load_expert
 from m3dt.io import log_to
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

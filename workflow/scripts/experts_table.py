@@ -1,13 +1,10 @@
-"""`experts.csv` and the expert-quality figure: `m3dt.data.experts`."""
+"""`experts.csv`, the expert-quality figure and the learning curves: `m3dt.experts.table`, `m3dt.plots.experts`."""
 
-from m3dt.data.expert_curve import expert_curves, plot_curves
-from m3dt.data.experts import (
-    ExpertConfig,
-    expert_names,
-    expert_table_rows,
-    plot_expert_quality,
-    write_expert_table,
-)
+from m3dt.experts.config import ExpertConfig
+from m3dt.experts.curve import expert_curves
+from m3dt.experts.names import expert_names
+from m3dt.experts.table import expert_table_rows, write_expert_table
+from m3dt.plots.experts import plot_curves, plot_expert_quality
 from m3dt.io import log_to
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

@@ -1,8 +1,9 @@
-"""Train (SAC) or set up (scripted) one expert and evaluate it: `m3dt.data.experts.train_expert`."""
+"""Train (SAC) or set up (scripted) one expert and evaluate it: `m3dt.experts.sac.train_expert`."""
 
 from pathlib import Path
 
-from m3dt.data.experts import ExpertConfig, train_expert
+from m3dt.experts.config import ExpertConfig
+from m3dt.experts.sac import train_expert
 from m3dt.io import log_to
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

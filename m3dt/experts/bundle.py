@@ -1,8 +1,8 @@
 """Bundled SAC experts: trained once with the workflow's own rule, shipped with the package.
 
-A bundled expert is a folder `m3dt/data/bundled_experts/<expert name>/` holding
+A bundled expert is a folder `m3dt/experts/bundled/<expert name>/` holding
 
-    policy.pt     the actor only (`m3dt.data.sac_policy`; no critics, optimisers or replay buffer)
+    policy.pt     the actor only (`m3dt.experts.sac_policy`; no critics, optimisers or replay buffer)
     expert.json   provenance: tasks, algorithm and settings, env steps, seed, per-task
                   normalised score, package versions, the sha256 of policy.pt, the commit
     curve.csv     its learning curve (normalised score against env steps)
@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from m3dt.data.sac_policy import POLICY_FILE, BadPolicyFile, sha256_of
+from m3dt.experts.sac_policy import POLICY_FILE, BadPolicyFile, sha256_of
 from m3dt.io import atomic_path, write_text_atomic
 
 BUNDLE_FILES = ("policy.pt", "expert.json", "curve.csv", "curve.png")
@@ -37,7 +37,7 @@ BUNDLE_KEYS = ("name", "kind", "tasks", "algorithm", "config", "train_key", "tra
 
 def bundle_root() -> Path:
     """Where the package's bundled experts live."""
-    return Path(str(resources.files("m3dt.data").joinpath("bundled_experts")))
+    return Path(str(resources.files("m3dt.experts").joinpath("bundled")))
 
 
 def bundled_dir(name: str, root: str | os.PathLike | None = None) -> Path | None:
@@ -120,7 +120,7 @@ def make_bundle(expert_folder: str | os.PathLike, root: str | os.PathLike | None
                 shutil.copyfile(src / f, tmp)
     kept = {k: meta[k] for k in BUNDLE_KEYS if k in meta}
     if "algorithm" not in kept:  # experts trained before expert.json recorded it
-        from m3dt.data.experts import ALGORITHM
+        from m3dt.experts.sac import ALGORITHM
 
         kept["algorithm"] = ALGORITHM
     kept["commit"] = _git_commit()
@@ -133,7 +133,7 @@ def make_bundle(expert_folder: str | os.PathLike, root: str | os.PathLike | None
 
 def _bundle_args(p) -> None:
     p.add_argument("folders", nargs="+", help="trained expert folders (e.g. results/experts/ant-dir)")
-    p.add_argument("--root", help="bundle folder (default: the package's m3dt/data/bundled_experts)")
+    p.add_argument("--root", help="bundle folder (default: the package's m3dt/experts/bundled)")
 
 
 def _bundle_run(args) -> int:
