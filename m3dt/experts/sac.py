@@ -22,7 +22,7 @@ import numpy as np
 
 from m3dt import tasks
 from m3dt.experts.config import ExpertConfig
-from m3dt.experts.curve import CURVE_COLUMNS, append_rows, curve_point, curve_tasks
+from m3dt.experts.curve import CURVE_COLUMNS, append_rows, curve_point, curve_tasks, plot_curves
 from m3dt.experts.envs import make_training_env
 from m3dt.experts.kinds import Expert, ScriptedExpert, bind_expert
 from m3dt.experts.names import (CHECKPOINT_DIR, CURVE_CSV, CURVE_PNG, EXPERT_JSON, FAMILIES, METRICS_CSV, MODEL_ZIP,
@@ -368,8 +368,6 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
     wall = state["wall_before"] + time.perf_counter() - t_start
     _save_model(model, out / MODEL_ZIP)
     if cfg.curve_every > 0 and curve_path.exists():
-        from m3dt.plots.experts import plot_curves  # the figure beside the expert (matplotlib only here)
-
         plot_curves({name: curve_path}, [out / CURVE_PNG], threshold=cfg.threshold(expert_tasks(name)[0]),
                     title=f"SAC expert {name}: evaluation during training")
     if ckpt.exists() and not cfg.keep_checkpoint:

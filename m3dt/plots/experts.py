@@ -11,7 +11,7 @@ import numpy as np
 
 from m3dt import tasks
 from m3dt.experts.config import ExpertConfig
-from m3dt.experts.curve import read_curve
+from m3dt.experts.curve import plot_curves  # noqa: F401 - the curve figure lives with the curves
 from m3dt.io import atomic_path
 
 
@@ -61,58 +61,3 @@ def plot_expert_quality(csv_path: str | os.PathLike, out_paths: str | os.PathLik
     return paths
 
 
-def plot_curves(curves: dict[str, str | os.PathLike], out_paths: Sequence[str | os.PathLike],
-                threshold: float | None = None, title: str | None = None) -> list[Path]:
-    """One panel per expert: normalised score (mean over its curve tasks, band: mean of the
-    per-task stds) against env steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(curves)
-    if not names:  # e.g. a Meta-World-only plan: scripted experts have no curve
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no SAC expert in this plan (scripted experts have no learning curve)", ha="center",
-                va="center", fontsize=7)
-        return _save(fig, out_paths)
-    ncol = min(4, max(1, len(names)))
-    nrow = (len(names) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False, sharey=True)
-    for ax in axes.flat[len(names):]:
-        ax.set_visible(False)
-    for ax, name in zip(axes.flat, names):
-        frame = read_curve(curves[name])
-        g = frame.groupby("step").agg(score=("score_mean", "mean"), std=("score_std", "mean"),
-                                      n=("task", "nunique")).reset_index()
-        ax.plot(g["step"], g["score"], marker="o", markersize=2.5, linewidth=1.2)
-        ax.fill_between(g["step"], g["score"] - g["std"], g["score"] + g["std"], alpha=0.2)
-        if threshold is not None:
-            ax.axhline(threshold, color="crimson", linestyle="--", linewidth=0.8)
-        n_tasks = int(g["n"].max()) if len(g) else 0
-        ax.set_title(f"{name} ({n_tasks} task{'s' if n_tasks != 1 else ''})", fontsize=8)
-        ax.set_xlabel("env steps", fontsize=7)
-        ax.set_ylim(0, 105)
-        ax.tick_params(labelsize=6)
-        ax.grid(alpha=0.3)
-    for row in axes:
-        row[0].set_ylabel("normalised score", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    return _save(fig, out_paths)
-
-
-def _save(fig, out_paths: Sequence[str | os.PathLike]) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    paths = [Path(p) for p in out_paths]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=p.suffix.lstrip(".") or "png", dpi=130)
-    plt.close(fig)
-    return paths
