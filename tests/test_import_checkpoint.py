@@ -234,7 +234,7 @@ def test_bad_input_names_the_problem():
     assert conv.moe.router == "topk" and conv.moe.top_k == 2 and conv.moe.topk_eval_noise
 
 
-def test_cli_writes_a_checkpoint_evaluate_reads(tmp_path):
+def test_cli_writes_a_checkpoint_evaluate_reads(tmp_path, capsys):
     from m3dt.__main__ import main
     from m3dt.evaluate import evaluate_task
     from m3dt.policy import load_policy
@@ -271,5 +271,8 @@ def test_cli_writes_a_checkpoint_evaluate_reads(tmp_path):
     pol2 = load_policy(out2)
     assert pol2.tasks == ["cheetah-vel-0"] and pol2.spec["moe"]["n_experts"] == E
     assert len(evaluate_task(pol2, "cheetah-vel-0", max_steps=2)) == 1
-    with pytest.raises(FileNotFoundError, match="--src .*missing.pt does not exist"):
-        main(["import-checkpoint", "--src", str(tmp_path / "missing.pt"), "--kind", "prompt_dt", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["import-checkpoint", "--src", str(tmp_path / "missing.pt"), "--kind", "prompt_dt",
+                 "--out", str(out)]) == 1  # one line on stderr, exit 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--src" in err and "missing.pt does not exist" in err, err
