@@ -96,6 +96,7 @@ class M3DT(nn.Module):
 
         `routing`/`expert` default to the ones set by `set_routing` ("router").
         """
+        seg = Segment(*seg)  # a plain tuple in Segment order works too
         extras = self.decoder_parts(routing, expert)[1]
         x, allowed = self.backbone.embed(seg, prompt)
         for block, extra in zip(self.backbone.blocks, extras):
