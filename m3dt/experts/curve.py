@@ -53,10 +53,11 @@ def curve_point(model: "SAC", name: str, task_names: Sequence[str], *, episodes:
     return rows
 
 
-def append_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def append_rows(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] = tuple(CURVE_COLUMNS)) -> None:
+    """Append `rows` to the CSV `path` (curve or metrics), writing the header if it is new."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=list(columns))
         if new:
             w.writeheader()
         w.writerows(rows)

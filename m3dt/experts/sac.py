@@ -127,12 +127,7 @@ def _progress_callback(total: int, start_step: int, t_start: float, metrics_path
             for k in ("actor_loss", "critic_loss"):
                 if n_updates > 0 and not math.isfinite(float(row[k])):
                     raise FloatingPointError(f"SAC {k} is {row[k]} at step {n}; stopping")
-            new = not metrics_path.exists()
-            with open(metrics_path, "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+            append_rows(metrics_path, [row], METRIC_COLUMNS)
             eta = (total - n) / rate if rate > 0 else float("inf")
             log.info("step %d/%d (%.0f%%) %.0f steps/s %.0f updates/s ETA %s | episodes %d return %.1f score %.1f",
                      n, total, 100 * n / total, rate, upd_rate, _fmt_eta(eta), state["episodes"],
