@@ -15,6 +15,12 @@ with `python -m m3dt budget` (the mini preset: 0.72 core-hours and 23.5 min meas
 2 cores; run this script on mini.yaml to compare). Run:
 
     python benchmarks/estimate_preset.py [--configfile config.yaml] [--cores 2 8]
+        [--targets fig2 fig3 ...] [--slow-gflops 32]
+
+`--targets` prices each target's own DAG (from an empty results folder) and ends with one
+table; `--slow-gflops G` prices the slow day: fp32 everywhere (no native bf16) and every
+torch time scaled by this machine's one-thread fp32 matmul GFLOP/s (measured in the same
+run, so a loaded machine cancels out to first order) over G (2026-12-04, AVX2 only: 32).
 """
 
 from __future__ import annotations
@@ -26,16 +32,19 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
 from m3dt import budget, tasks
 from m3dt.data.collect import CollectConfig
+from m3dt.experts.bundle import bundled_dir
 from m3dt.experts.config import ExpertConfig
 from m3dt.experts.envs import make_training_env
 from m3dt.experts.names import expert_kind, expert_tasks
 from m3dt.experts.sac import build_sac
 from m3dt.models import M3DT, PromptDT, PromptDTConfig
+from m3dt.models.prompt_dt import Segment
 from m3dt.models.moe import MoEConfig
 from m3dt.train.cli import merge
 from m3dt.runtime import use_bf16
@@ -65,13 +74,19 @@ def best_of(fn: Callable[[], None], reps: int = 3) -> float:
 class Meter:
     """Measures and caches the unit costs of one preset."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, slow_gflops: float | None = None):
         self.cfg = cfg
         m = cfg["train"]["model"]
         self.model_kw = {k: m[k] for k in ("n_layer", "n_head", "context_len", "prompt_len") if k in m}
         self.width = int(m.get("width", 128))
         self.bf16_train = use_bf16(cfg["train"].get("loop", {}).get("bf16", False), CPU)
         self.bf16_eval = use_bf16(cfg["evaluation"].get("bf16", False), CPU)
+        # Torch compute scale: 1 (this machine as it is), or this machine's one-thread fp32
+        # matmul rate over `slow_gflops` (price a slower CPU without native bf16: fp32 only)
+        self.torch_scale = 1.0
+        if slow_gflops:
+            self.bf16_train = self.bf16_eval = False
+            self.torch_scale = max(1.0, fp32_matmul_gflops(self.width) / slow_gflops)
         self.batch = int(cfg["train"].get("sampler", {}).get("batch_size", 16))
         self.experts = ExpertConfig.from_dict(cfg["data"].get("experts", {}))
         self.measured: dict[tuple, float] = {}  # train step seconds by (kind, width, E)
@@ -123,13 +138,13 @@ class Meter:
 
         def step():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_train):
-                pred = model(s, a, r, t, m, prompt, **kw)
+                pred = model(Segment(s, a, r, t, m), prompt, **kw)
             loss = (pred.float() - a).square().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        seconds = best_of(step) * (HARMODT_FACTOR if kind == "harmodt" else 1.0)
+        seconds = best_of(step) * (HARMODT_FACTOR if kind == "harmodt" else 1.0) * self.torch_scale
         self.measured[(kind, width, E)] = seconds
         return seconds
 
@@ -142,9 +157,9 @@ class Meter:
 
         def fwd():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_eval):
-                model(s, a, r, t, m, prompt, **kw)
+                model(Segment(s, a, r, t, m), prompt, **kw)
 
-        return best_of(fwd)
+        return best_of(fwd) * self.torch_scale
 
     @lru_cache(maxsize=None)
     def env_step(self, task: str) -> float:
@@ -169,7 +184,7 @@ class Meter:
         n = 600
         t0 = time.perf_counter()
         model.learn(n, reset_num_timesteps=False)
-        per_step = (time.perf_counter() - t0) / n
+        per_step = (time.perf_counter() - t0) / n * self.torch_scale  # SAC is update-bound
         obs = env.observation_space.sample()
         per_act = best_of(lambda: [model.predict(obs, deterministic=True) for _ in range(100)]) / 100
         return per_step, per_act
@@ -193,6 +208,14 @@ class Meter:
             t.append(time.perf_counter() - t0)
         per_repeat = max(0.0, t[1] - t[0])
         return t[0] + (repeats - 1) * per_repeat
+
+
+def fp32_matmul_gflops(width: int) -> float:
+    """One-thread fp32 GFLOP/s of this machine at the FFN's shape (1200 x C . C x 4C)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1200, width, generator=g), torch.randn(width, 4 * width, generator=g)
+    seconds = best_of(lambda: [a @ b for _ in range(20)], reps=5) / 20
+    return 2 * 1200 * width * 4 * width / seconds / 1e9
 
 
 def run_model(run: str, cfg: dict) -> tuple[str, int, int, list[str]]:
@@ -220,6 +243,8 @@ def job_seconds(job: budget.Job, cfg: dict, meter: Meter) -> float:
         name = w["expert"]
         if expert_kind(name) == "scripted":
             return STARTUP_S["other"] + 5.0
+        if meter.experts.source == "bundled" and bundled_dir(name, meter.experts.bundle_dir) is not None:
+            return STARTUP_S["other"] + 5.0  # copied from the package, then evaluated
         per_step, per_act = meter.sac()
         ev = meter.experts.eval_episodes * sum(tasks.get(t).episode_length * (meter.env_step(t) + per_act)
                                                for t in expert_tasks(name))
@@ -237,6 +262,8 @@ def job_seconds(job: budget.Job, cfg: dict, meter: Meter) -> float:
         return STARTUP_S["train"] + steps["single_task"] * meter.train_step("prompt_dt", int(w["width"]))
     if rule == "train_expert_stage2":
         return STARTUP_S["train"] + steps["expert"] * meter.train_step("expert", width, 1)
+    if rule == "train_experts_grouped":  # all E experts of a build in one job (priced as E one-expert steps)
+        return STARTUP_S["train"] + steps["expert"] * int(w["E"]) * meter.train_step("expert", width, 1)
     if rule == "train_router":
         return STARTUP_S["train"] + steps["router"] * meter.train_step("router", width, int(w["E"]))
     if rule == "train_e2e_moe":
@@ -272,12 +299,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configfile", help="preset file (default: config.yaml alone, the quick preset)")
     p.add_argument("--cores", type=int, nargs="+", default=[2, 8])
+    p.add_argument("--slow-gflops", type=float, default=None,
+                   help="price a slower CPU without native bf16: fp32 everywhere, torch time scaled by this "
+                        "machine's one-thread fp32 matmul GFLOP/s over this value (slow day 2026-12-04: 32)")
+    p.add_argument("--targets", nargs="+", default=["all"],
+                   help="Snakemake targets, each priced on its own from an empty results folder (default: all)")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.configfile)
-    meter = Meter(cfg)
-    jobs = budget.parse_plan(budget.dry_run("all", args.configfile, None))
-    print(f"preset {cfg['preset']}: {len(jobs)} jobs; bf16 train {meter.bf16_train}, eval {meter.bf16_eval}")
+    meter = Meter(cfg, args.slow_gflops)
+    if args.slow_gflops:
+        print(f"pricing a CPU with {args.slow_gflops:g} fp32 GFLOP/s (one thread) and no native bf16: "
+              f"torch times x {meter.torch_scale:.2f}")
+    rows = []
+    for target in args.targets:
+        rows.append(project(target, args.configfile, cfg, meter, args.cores))
+    if len(rows) > 1:
+        print("\nper target (each from an empty results folder):")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def project(target: str, configfile: str | None, cfg: dict, meter: Meter, cores: list[int]) -> dict:
+    """Price every job of `target`, print the per-rule table and the replayed wall times."""
+    jobs = budget.parse_plan(budget.dry_run(target, configfile, None))
+    print(f"\n== {target}: preset {cfg['preset']}, {len(jobs)} jobs; bf16 train {meter.bf16_train}, "
+          f"eval {meter.bf16_eval}")
     t0 = time.perf_counter()
     for job in jobs:
         job.seconds = job_seconds(job, cfg, meter)
@@ -289,9 +335,12 @@ def main() -> None:
     print(table.drop(columns=["timed"]).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     total = table.iloc[-1]
     print(f"\nprojected sum of job times: {total['core_h']:.1f} core-hours")
-    for cores in args.cores:
-        s = budget.simulate(jobs, cores)
-        print(f"projected wall time on {cores:>3} cores: {s / 3600:.2f} h")
+    row = {"target": target, "jobs": len(jobs), "core_h": float(total["core_h"])}
+    for n in cores:
+        s = budget.simulate(jobs, n)
+        row[f"wall_h_{n}_cores"] = s / 3600
+        print(f"projected wall time on {n:>3} cores: {s / 3600:.2f} h")
+    return row
 
 
 if __name__ == "__main__":
