@@ -195,13 +195,18 @@ def test_model_inputs_follow_training_conventions(history):
 
 
 def test_batched_equals_one_by_one():
+    """Equal to fp32 rounding. Short episodes: on CPUs whose GEMM kernels depend on the batch
+    size (AVX-512 machines) a row's action differs from its solo action in the last bits, and
+    the locomotion simulators amplify that over a long episode (ant-dir: 16 of 23 return
+    points apart after 50 steps, 5e-5 after 20; 2026-12-06)."""
     pol = tiny_policy()
     for name in ("cheetah-vel-0", "ant-dir-0"):
-        batch = evaluate_task(pol, name, episodes=3, seed=11)
-        single = pd.concat([evaluate_task(pol, name, episodes=1, seed=11 + i) for i in range(3)], ignore_index=True)
+        batch = evaluate_task(pol, name, episodes=3, seed=11, max_steps=20)
+        single = pd.concat([evaluate_task(pol, name, episodes=1, seed=11 + i, max_steps=20) for i in range(3)],
+                           ignore_index=True)
         assert batch["env_seed"].tolist() == single["env_seed"].tolist() == [11, 12, 13]
-        np.testing.assert_allclose(batch["return"], single["return"], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(batch["normalized_score"], single["normalized_score"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(batch["return"], single["return"], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(batch["normalized_score"], single["normalized_score"], rtol=1e-4, atol=1e-3)
         assert batch["length"].tolist() == single["length"].tolist()
 
 

@@ -96,11 +96,12 @@ def test_rollout_actions_equal_the_full_forward():
 
 
 def test_act_does_not_depend_on_the_batch():
-    """Each row's action is the same alone as in a batch (bitwise on CPU), as `get_action`'s:
-    episodes leave the evaluation batch as they end."""
+    """Each row's action is the same alone as in a batch, as `get_action`'s: episodes leave the
+    evaluation batch as they end. To fp32 rounding: bitwise on AVX2 CPUs, not where the GEMM
+    kernel depends on the batch size (AVX-512 machines, 2026-12-06)."""
     m = next(m for n, m in models("normed") if n == "m3dt-dense").eval()
     cache = prompt_cache(m, prompt(1))
     for t in (1, 2, 4, 7):
         x = history(3, t, seed=t)
         rows = torch.cat([act(m, *(z[i : i + 1] for z in x), cache) for i in range(3)])
-        assert torch.equal(act(m, *x, cache), rows), f"t={t}"
+        torch.testing.assert_close(act(m, *x, cache), rows, rtol=1e-5, atol=1e-6, msg=f"t={t}")
