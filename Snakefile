@@ -34,8 +34,7 @@ rule data:
 
 rule fidelity:
     input:
-        f"{RESULTS}/tables/single_task.csv",
-        f"{RESULTS}/figures/single_task.png",
+        single_task_outputs(),
 
 
 for _f in FIGURES + TABLES:
@@ -44,8 +43,4 @@ for _f in FIGURES + TABLES:
         name:
             _f
         input:
-            expand(
-                f"{RESULTS}/{{kind}}/{_f}.{{ext}}",
-                kind="figures" if _f in FIGURES else "tables",
-                ext=["pdf", "png"] if _f in FIGURES else ["md"],
-            ),
+            figure_target(_f),

@@ -425,3 +425,34 @@ def test_bf16_autocast_runs_the_model_in_bf16_deterministically(tmp_path):
     both = evaluate(str(ck), ["cheetah-vel-0", "cheetah-vel-1"], episodes=2, seed=3, workers=2, max_steps=30,
                     bf16=True)
     pd.testing.assert_frame_equal(bf16, both[both["task"] == "cheetah-vel-0"].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("field, value, match", [("episodes", 0, "episodes must be >= 1"),
+                                                 ("max_steps", 0, "max_steps must be >= 1"),
+                                                 ("workers", 0, "workers must be >= 1"),
+                                                 ("prompt_episode", "worst", "prompt_episode"),
+                                                 ("action_history", "partial", "action_history"),
+                                                 ("bf16", "on", "bf16")])
+def test_eval_config_names_the_bad_field(field, value, match):
+    from m3dt.evaluate import EvalConfig
+
+    with pytest.raises(ValueError, match=match):
+        EvalConfig(**{field: value})
+
+
+def test_evaluate_to_files_is_the_cli_job(checkpoint, tmp_path):
+    from m3dt.__main__ import main
+    from m3dt.evaluate import BadEvalInput, EvalConfig, evaluate_to_files
+
+    cfg = EvalConfig(episodes=2, seed=1, max_steps=20)
+    df = evaluate_to_files(checkpoint, tmp_path / "s.csv", tmp_path / "m.csv", cfg)
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "2", "--eval-seed", "1", "--max-steps",
+                 "20", "--out", str(tmp_path / "cli_s.csv"), "--summary", str(tmp_path / "cli_m.csv")]) == 0
+    assert (tmp_path / "s.csv").read_text() == (tmp_path / "cli_s.csv").read_text()
+    assert (tmp_path / "m.csv").read_text() == (tmp_path / "cli_m.csv").read_text()
+    scores = pd.read_csv(tmp_path / "s.csv")  # one row per task
+    assert scores["task"].tolist() == ["cheetah-vel-0", "ant-dir-0"] and scores["episodes"].tolist() == [2, 2]
+    assert len(df) == 4  # the per-episode frame
+    with pytest.raises(BadEvalInput, match="reach"):
+        evaluate_to_files(checkpoint, tmp_path / "x.csv", cfg=cfg, tasks=["reach-v2"])
+    assert not (tmp_path / "x.csv").exists()

@@ -231,3 +231,24 @@ def test_cli_group_random_writes_valid_json(tmp_path):
 def test_cli_gradient_needs_a_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="--checkpoint"):
         main(["group", "--benchmark", "10", "--method", "gradient", "--out", str(tmp_path / "g.json")])
+
+
+def test_group_tasks_is_the_cli_job(tmp_path):
+    from m3dt.analysis.grouping import group_tasks
+
+    names = list(registry.benchmark(10, 1))
+    cli, fn = tmp_path / "cli.json", tmp_path / "fn.json"
+    assert main(["group", "--benchmark", "10", "--seed", "1", "--experts", "3", "--out", str(cli)]) == 0
+    groups = group_tasks(names, "random", 3, 1, fn, benchmark=10)
+    assert fn.read_text() == cli.read_text()
+    assert groups == read_groups_json(fn)["groups"]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"method": "kmeans"}, "method must be one of"),
+                                           ({"method": "gradient"}, "needs a checkpoint and a data_dir")])
+def test_group_tasks_bad_arguments(kwargs, match, tmp_path):
+    from m3dt.analysis.grouping import group_tasks
+
+    with pytest.raises(ValueError, match=match):
+        group_tasks(TASKS, n_groups=2, seed=0, out=tmp_path / "g.json", **kwargs)
+    assert not (tmp_path / "g.json").exists()

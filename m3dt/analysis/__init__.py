@@ -2,8 +2,11 @@
 
 - `m3dt.analysis.conflict`: per-task gradients per parameter group, conflict metrics
   (`METRICS`), conflict tables and CSVs.
-- `m3dt.analysis.grouping`: random and gradient (k-means) task groups and the
-  `python -m m3dt group` command (the groups file itself is `m3dt.groups`).
+- `m3dt.analysis.measure`: `measure_conflict`, one checkpoint's conflict CSV (the job of
+  `python -m m3dt conflict` and of the workflow's `conflict` rule).
+- `m3dt.analysis.grouping`: random and gradient (k-means) task groups, `group_tasks` (the
+  job of `python -m m3dt group` and of the `group_tasks` rule) and that command (the
+  groups file itself is `m3dt.groups`).
 - `m3dt.analysis.model_batches`: a trained model, its batches and its loss for both.
 
 Names are re-exported here and loaded on first use, so `python -m m3dt` does not import
@@ -23,8 +26,9 @@ _EXPORTS = {
         "write_conflict_csv",
     ),
     "grouping": (
-        "conflict_features", "gradient_groups", "gradient_matrix", "random_groups",
+        "conflict_features", "gradient_groups", "gradient_matrix", "group_tasks", "random_groups",
     ),
+    "measure": ("measure_conflict",),
     "model_batches": ("batches_of", "load_model_and_batches"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -5,7 +5,7 @@
 
 Writes one CSV row per parameter group (embeddings, attention, mlp, experts, routers,
 other, all) with one column per metric (m3dt.analysis.conflict.METRICS), preceded by the
-`--meta` columns.
+`--meta` columns. The measurement itself is `m3dt.analysis.measure.measure_conflict`.
 """
 
 from __future__ import annotations
@@ -36,26 +36,17 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from m3dt import tasks as registry
-    from m3dt.analysis.conflict import parameter_groups, per_task_gradients, write_conflict_csv
-    from m3dt.analysis.model_batches import load_model_and_batches
+    from m3dt.analysis.measure import measure_conflict
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    names = registry.resolve(args.tasks) if args.tasks else list(registry.benchmark(args.benchmark, args.seed))
+    names = list(args.tasks) if args.tasks else list(registry.benchmark(args.benchmark, args.seed))
     meta: dict[str, Any] = {}
     for item in args.meta:
         if "=" not in item:
             raise SystemExit(f"--meta {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         meta[k] = yaml.safe_load(v)
-    model, batches, loss_fn = load_model_and_batches(args.checkpoint, args.data_dir, names, args.device,
-                                                     args.batch_size, args.seed)
-    import torch
-
-    torch.manual_seed(args.seed)  # dropout masks in train mode
-    groups = model.conflict_groups() if hasattr(model, "conflict_groups") else parameter_groups(model)
-    groups = {k: v for k, v in groups.items() if v}
-    grads = per_task_gradients(model, batches, loss_fn, names, n_batches=args.n_batches, params=groups,
-                               train_mode=args.train_mode)
-    write_conflict_csv(args.out, grads, args.metrics, meta)
-    logging.getLogger("m3dt.analysis").info("conflict of %d tasks, groups %s -> %s", len(names), list(groups), args.out)
+    measure_conflict(args.checkpoint, names, args.data_dir, args.out, seed=args.seed, n_batches=args.n_batches,
+                     batch_size=args.batch_size, metrics=args.metrics, train_mode=args.train_mode,
+                     device=args.device, meta=meta)
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -254,6 +255,62 @@ def gradient_groups(
     return groups, stats
 
 
+def group_tasks(
+    tasks: Sequence[str],
+    method: str,
+    n_groups: int,
+    seed: int,
+    out: str | os.PathLike,
+    *,
+    benchmark: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    n_batches: int = 10,
+    n_init: int = 40,
+    n_repeats: int = 40,
+    reduce: str = "none",
+    criterion: str = "distance",
+    train_mode: bool = True,
+    device: str = "cpu",
+) -> list[list[str]]:
+    """Partition `tasks` into `n_groups` expert groups and write the groups file `out`.
+
+    The one grouping job of `python -m m3dt group` and the workflow's `group_tasks` rule.
+    method "random": `random_groups(tasks, n_groups, seed)`. method "gradient": per-task
+    gradients of the stage-1 `checkpoint` on the data in `data_dir` (`n_batches` batches
+    each, dropout on with `train_mode`; `seed` seeds the batches and the dropout masks),
+    then `gradient_groups` (`n_init`, `n_repeats`, `reduce`, `criterion`). The file's meta:
+    method, seed, tasks, benchmark (the MT-N the tasks came from, or None), and for the
+    gradient method checkpoint, data_dir, n_batches, train_mode and the k-means stats.
+    The other arguments are ignored by the random method. Returns the groups.
+    """
+    if method not in METHODS:
+        raise ValueError(f"grouping method must be one of {METHODS}, got {method!r}")
+    names = list(tasks)
+    meta: dict[str, Any] = {"method": method, "seed": seed, "tasks": names, "benchmark": benchmark}
+    if method == "random":
+        groups = random_groups(names, n_groups, seed)
+    else:
+        if checkpoint is None or data_dir is None:
+            raise ValueError("grouping method 'gradient' needs a checkpoint and a data_dir")
+        _check_n_groups(n_groups, len(names))
+        import torch
+
+        from m3dt.analysis.conflict import per_task_gradients
+        from m3dt.analysis.model_batches import load_model_and_batches
+
+        model, batches, loss_fn = load_model_and_batches(checkpoint, data_dir, names, device)
+        torch.manual_seed(seed)  # dropout masks in train mode
+        grads = per_task_gradients(model, batches, loss_fn, names, n_batches=n_batches, train_mode=train_mode)
+        groups, stats = gradient_groups(grads, n_groups, seed, n_init=n_init, n_repeats=n_repeats, reduce=reduce,
+                                        criterion=criterion)
+        meta.update(checkpoint=str(checkpoint), data_dir=str(data_dir), n_batches=n_batches, train_mode=train_mode,
+                    kmeans=stats)
+    write_groups_json(out, groups, meta)
+    log.info("wrote %d groups (sizes %s) to %s", len(groups), [len(g) for g in groups], out)
+    return groups
+
+
 # ---------------------------------------------------------------------------------------
 # `python -m m3dt group`
 # ---------------------------------------------------------------------------------------
@@ -286,29 +343,11 @@ def add_group_args(p: argparse.ArgumentParser) -> None:
 def run_group(args: argparse.Namespace) -> int:
     from m3dt import tasks as registry
 
+    if args.method == "gradient" and (not args.checkpoint or not args.data_dir):
+        raise SystemExit("--method gradient needs --checkpoint and --data-dir")
     names = list(registry.resolve(args.tasks) if args.tasks else registry.benchmark(args.benchmark, args.seed))
-    meta: dict[str, Any] = {"method": args.method, "seed": args.seed, "tasks": names,
-                            "benchmark": args.benchmark}
-    if args.method == "random":
-        groups = random_groups(names, args.experts, args.seed)
-    else:
-        if not args.checkpoint or not args.data_dir:
-            raise SystemExit("--method gradient needs --checkpoint and --data-dir")
-        _check_n_groups(args.experts, len(names))
-        from m3dt.analysis.conflict import per_task_gradients
-
-        from m3dt.analysis.model_batches import load_model_and_batches
-
-        model, batches, loss_fn = load_model_and_batches(args.checkpoint, args.data_dir, names, args.device)
-        import torch
-
-        torch.manual_seed(args.seed)  # dropout masks in train mode
-        grads = per_task_gradients(model, batches, loss_fn, names, n_batches=args.n_batches,
-                                   train_mode=args.train_mode)
-        groups, stats = gradient_groups(grads, args.experts, args.seed, n_init=args.n_init,
-                                        n_repeats=args.n_repeats, reduce=args.reduce, criterion=args.criterion)
-        meta.update(checkpoint=str(args.checkpoint), data_dir=str(args.data_dir),
-                    n_batches=args.n_batches, train_mode=args.train_mode, kmeans=stats)
-    write_groups_json(args.out, groups, meta)
-    log.info("wrote %d groups (sizes %s) to %s", len(groups), [len(g) for g in groups], args.out)
+    group_tasks(names, args.method, args.experts, args.seed, args.out, benchmark=args.benchmark,
+                checkpoint=args.checkpoint, data_dir=args.data_dir, n_batches=args.n_batches, n_init=args.n_init,
+                n_repeats=args.n_repeats, reduce=args.reduce, criterion=args.criterion, train_mode=args.train_mode,
+                device=args.device)
     return 0

@@ -8,7 +8,7 @@ default every task the checkpoint was trained on. `--out` gets one row per task
 (`m3dt.evaluate.scores.PER_TASK_COLUMNS`), `--summary` the mean over tasks for "all" and
 each suite, `--episodes-csv` one row per episode. A bad checkpoint, an unknown task or a
 task the checkpoint does not know prints one `error:` line and exits with status 2,
-writing nothing.
+writing nothing. The job itself is `m3dt.evaluate.checkpoint.evaluate_to_files`.
 """
 
 from __future__ import annotations
@@ -57,44 +57,24 @@ def _error(msg: str) -> int:
     return 2
 
 
-def _message(e: BaseException) -> str:
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
 def run(args: argparse.Namespace) -> int:
     from m3dt import tasks as registry
-    from m3dt.evaluate.rollout import evaluate
-    from m3dt.evaluate.scores import summarize, write_scores
-    from m3dt.policy import load_policy
+    from m3dt.evaluate.checkpoint import BadEvalInput, EvalConfig, evaluate_to_files
+    from m3dt.evaluate.scores import summarize
 
     try:
-        if args.episodes is not None and args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        if args.max_steps is not None and args.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
-        if args.tasks:
-            names: tuple[str, ...] | None = registry.resolve(args.tasks)
-        elif args.benchmark is not None:
-            names = registry.benchmark(args.benchmark, args.seed)
-        else:
-            names = None
-        policy = load_policy(args.checkpoint, args.device)
-        names = tuple(policy.tasks) if names is None else names
-        for n in names:  # fail before any rollout: unknown task or prompt episode
-            policy.prompt(n, args.prompt_episode)
-    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as e:
-        return _error(_message(e))
+        cfg = EvalConfig(episodes=args.episodes, seed=args.eval_seed, max_steps=args.max_steps, device=args.device,
+                         prompt_episode=args.prompt_episode, action_history=args.action_history,
+                         bf16={"off": False, "on": True, "auto": "auto"}[args.bf16], workers=args.workers)
+        names = registry.benchmark(args.benchmark, args.seed) if args.benchmark is not None else args.tasks
+    except (ValueError, KeyError) as e:
+        return _error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
 
     with log_to(args.log):
-        source = policy if args.workers == 1 else args.checkpoint
-        if args.workers > 1:
-            del policy  # each worker loads the checkpoint itself
-        df = evaluate(source, names, episodes=args.episodes, seed=args.eval_seed, workers=args.workers,
-                      device=args.device, prompt_episode=args.prompt_episode, max_steps=args.max_steps,
-                      action_history=args.action_history,
-                      bf16={"off": False, "on": True, "auto": "auto"}[args.bf16])
-        write_scores(df, args.out, args.summary, args.episodes_csv)
+        try:
+            df = evaluate_to_files(args.checkpoint, args.out, args.summary, cfg, tasks=names,
+                                   episodes_csv=args.episodes_csv)
+        except BadEvalInput as e:
+            return _error(str(e))
         print(summarize(df).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0

@@ -51,8 +51,9 @@ def make(figure: str, prefix: str, preset: str, scores: pd.DataFrame | None = No
 def single_task_from_runs(score_csvs: Sequence[str | os.PathLike], tasks: Sequence[str],
                           expert_root: str | os.PathLike | None, table_prefix: str, figure_prefix: str,
                           preset: str) -> pd.DataFrame:
-    """The single-task study: per-episode score CSVs of the single-task runs (one run per
-    task) -> `<table_prefix>.{csv,md}` and the figure `<figure_prefix>.{pdf,png,csv}`.
+    """The single-task study: the per-task score CSVs (`eval/scores.csv`, one row per task)
+    of the single-task runs (one run per task) -> `<table_prefix>.{csv,md}` and the figure
+    `<figure_prefix>.{pdf,png,csv}`.
     The expert column comes from the data experts' `expert.json` under `expert_root`
     (None: imported data, no expert column)."""
     frames = [pd.read_csv(p) for p in score_csvs]

@@ -6,11 +6,11 @@ rule train_dense:
     input:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=ckpt_path(run_dir(name="{dense}_w{width}")),
+        final=ckpt_path(dense_dir()),
     log:
-        log_of(run_dir(name="{dense}_w{width}")),
+        log_of(dense_dir()),
     benchmark:
-        bench_of(run_dir(name="{dense}_w{width}"))
+        bench_of(dense_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -19,7 +19,7 @@ rule train_dense:
     params:
         stage=lambda wc: wc.dense,
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train=lambda wc: train_params(
             STEPS["dense"],
             model={"width": int(wc.width)},
@@ -49,7 +49,7 @@ rule train_single_task:
     params:
         stage="prompt_dt",
         tasks=lambda wc: [wc.task],
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train=lambda wc: train_params(
             STEPS["single_task"], model={"width": int(wc.width)}
         ),

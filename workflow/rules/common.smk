@@ -144,18 +144,24 @@ def preset_tasks():
     return [t for t in m3dt_tasks.MT160 if t in needed]
 
 
-def registry_outputs():
-    return [f"{RESULTS}/tasks/registry.csv"] + expand(
-        f"{RESULTS}/tasks/mt{{n}}_seed{{seed}}.csv", n=TASK_COUNTS, seed=SEEDS
-    )
-
-
 # ----------------------------------------------------------------------------- paths
-# Every file a rule reads or writes under RESULTS is spelled here, once. Called without
-# arguments a helper gives the wildcard pattern (rule outputs); with values, the path.
+# Every file a rule reads or writes under RESULTS is spelled here, once. The rule files
+# call these helpers and spell no path themselves (tests/test_workflow_paths.py). Called
+# without arguments a helper gives the wildcard pattern (rule outputs); with values, the
+# path.
 
 DATA_DIR = f"{RESULTS}/data"
 EXPERT_ROOT = f"{RESULTS}/experts"
+
+
+def data_dir():
+    """The folder of the task data files (`<task>.h5`) and the data quality table."""
+    return DATA_DIR
+
+
+def expert_root():
+    """The folder of the data-collection experts (`<expert>/expert.json`, ...)."""
+    return EXPERT_ROOT
 
 
 def _under(kind, path, ext):
@@ -184,9 +190,14 @@ def ckpt_path(directory, ckpt="final"):
     return f"{directory}/checkpoints/{ckpt}.pt"
 
 
+def step_ckpt(step):
+    """Name of the checkpoint kept at a training step (`ckpt_path(directory, step_ckpt(s))`)."""
+    return f"step_{step}"
+
+
 def m3dt_dir(n="{n}", seed="{seed}", E="{E}", grouping="{grouping}", bstep="{bstep}"):
     """Folder of one M3DT build: stage-2 experts, the assembled model, stage-3 routers."""
-    return run_dir(n, seed, f"m3dt_E{E}_{grouping}_b{bstep}")
+    return run_dir(n, seed, m3dt_base(E, grouping, bstep))
 
 
 def groups_json(
@@ -199,16 +210,138 @@ def single_dir(task="{task}", width="{width}"):
     return runs_path(f"single/{task}/prompt_dt_w{width}")
 
 
+def expert_dir(expert="{expert}"):
+    """One expert's folder (also the stem of its training job's log and benchmark)."""
+    return f"{EXPERT_ROOT}/{expert}"
+
+
 def expert_json(expert="{expert}"):
-    return f"{EXPERT_ROOT}/{expert}/expert.json"
+    return f"{expert_dir(expert)}/expert.json"
+
+
+def data_stem(name="{task}"):
+    """`<data>/<name>`: a task's data file without `.h5` (the stem of its job's log), or
+    another file of the data folder."""
+    return f"{DATA_DIR}/{name}"
 
 
 def data_file(task="{task}"):
-    return f"{DATA_DIR}/{task}.h5"
+    return f"{data_stem(task)}.h5"
+
+
+def experts_table(ext):
+    """The expert data quality table: `experts.csv`, `.png`, `.pdf`."""
+    return data_stem(f"experts.{ext}")
+
+
+def expert_curves(ext="png"):
+    """The experts' training curves beside the quality table."""
+    return data_stem(f"expert_curves.{ext}")
 
 
 def wc_m3dt_dir(wc):
     return m3dt_dir(wc.n, wc.seed, wc.E, wc.grouping, wc.bstep)
+
+
+def m3dt_file(name, wc=None):
+    """`<M3DT build>/<name>`: of the build of wildcards `wc`, or the wildcard pattern."""
+    return f"{m3dt_dir() if wc is None else wc_m3dt_dir(wc)}/{name}"
+
+
+def stage2_dir(i="{i}", wc=None):
+    """Run folder of stage-2 expert i of an M3DT build."""
+    return m3dt_file(f"expert{i}", wc)
+
+
+def grouped_dir(wc=None):
+    """Run folder of a build's stage 2 with all experts in one job (`expert_batching: grouped`)."""
+    return m3dt_file("experts_grouped", wc)
+
+
+def assembled_pt(wc=None):
+    """The assembled M3DT (backbone + stage-2 experts + fresh routers) of a build."""
+    return m3dt_file("assembled.pt", wc)
+
+
+def router_dir(router="{router}", wc=None):
+    """Run folder of a build's stage 3 (router "dense", "topk" or "dense-unfrozen")."""
+    return m3dt_file(f"router_{router}", wc)
+
+
+def dense_dir(dense="{dense}", width="{width}"):
+    """Run folder of a dense model (stage 1 / baselines): `<kind>_w<width>`."""
+    return run_dir(name=dense_name(dense, width))
+
+
+def e2e_name(E="{E}"):
+    """Run name of the end-to-end MoE baseline with E experts."""
+    return f"e2e_moe_E{E}"
+
+
+def e2e_dir(E="{E}"):
+    return run_dir(name=e2e_name(E))
+
+
+def conflict_stem(ckpt="{ckpt}"):
+    """Stem of the log and benchmark of a run's conflict job at checkpoint `ckpt`."""
+    return f"{run_dir()}/conflict_{ckpt}"
+
+
+def eval_scores(directory=runs_path()):
+    """A run's per-task evaluation scores (one row per task)."""
+    return f"{directory}/eval/scores.csv"
+
+
+def eval_summary(directory=runs_path()):
+    """A run's evaluation summary (mean over tasks: all, per suite)."""
+    return f"{directory}/eval/summary.csv"
+
+
+def eval_stem(directory=runs_path()):
+    """Stem of the log and benchmark of a run's evaluation job."""
+    return f"{directory}/evaluate"
+
+
+def figure_stem(kind="{kind}", fig="{fig}"):
+    """`<results>/<kind>/<fig>`: a figure ("figures") or table ("tables") without extension."""
+    return f"{RESULTS}/{kind}/{fig}"
+
+
+def figure_file(kind="{kind}", fig="{fig}", ext="{ext}"):
+    return f"{figure_stem(kind, fig)}.{ext}"
+
+
+def single_task_outputs():
+    """What `fidelity` builds: the single-task table and its figure."""
+    return [
+        figure_file("tables", "single_task", "csv"),
+        figure_file("figures", "single_task", "png"),
+    ]
+
+
+def figures_log(name="{kind}_{fig}"):
+    """Log of a figure or table job (`<results>/logs/figures/<name>.log`)."""
+    return f"{RESULTS}/logs/figures/{name}.log"
+
+
+def benchmark_list(n="{n}", seed="{seed}"):
+    """Name of the task list of the MT-n benchmark of a seed."""
+    return f"mt{n}_seed{seed}"
+
+
+def task_table(name="registry"):
+    """A task list CSV: the registry, or a benchmark's (`task_table(benchmark_list(n, seed))`)."""
+    return f"{RESULTS}/tasks/{name}.csv"
+
+
+def task_table_log(name="registry"):
+    return f"{RESULTS}/logs/tasks/{name}.log"
+
+
+def registry_outputs():
+    return [task_table()] + [
+        task_table(benchmark_list(n, s)) for n in TASK_COUNTS for s in SEEDS
+    ]
 
 
 def stage2_groups(wc):
@@ -231,8 +364,8 @@ def assembled_ckpt(wc):
     """Stage 3's input: the assembled M3DT, or the grouped stage 2's checkpoint (already an
     assembled M3DT with fresh routers)."""
     if experts_grouped(wc):
-        return ckpt_path(f"{wc_m3dt_dir(wc)}/experts_grouped")
-    return f"{wc_m3dt_dir(wc)}/assembled.pt"
+        return ckpt_path(grouped_dir(wc))
+    return assembled_pt(wc)
 
 
 def dense_name(kind, width):
@@ -248,10 +381,11 @@ def m3dt_name(E, grouping, router="dense", bstep=None):
 
 
 def summary(n, seed, name):
-    return f"{run_dir(n, seed, name)}/eval/summary.csv"
+    return eval_summary(run_dir(n, seed, name))
 
 
-def conflict_csv(n, seed, name, ckpt="final"):
+def conflict_csv(n="{n}", seed="{seed}", name="{run}", ckpt="final"):
+    """A run's conflict CSV at checkpoint `ckpt` (the rule's pattern: `conflict_csv(ckpt="{ckpt}")`)."""
     return f"{run_dir(n, seed, name)}/conflict/{ckpt}.csv"
 
 
@@ -307,7 +441,7 @@ def data_files(tasks):
 def data_outputs():
     out = data_files(all_data_tasks())
     if DATA["source"] == "collect":
-        out.append(f"{DATA_DIR}/experts.csv")
+        out.append(experts_table("csv"))
     return out
 
 
@@ -330,5 +464,5 @@ def backbone_ckpt(wc):
 def backbone_step(wc):
     """The stage-1 checkpoint at step `wc.bstep` (written beside final.pt)."""
     return ckpt_path(
-        run_dir(wc.n, wc.seed, dense_name("prompt_dt", WIDTH)), f"step_{wc.bstep}"
+        run_dir(wc.n, wc.seed, dense_name("prompt_dt", WIDTH)), step_ckpt(wc.bstep)
     )

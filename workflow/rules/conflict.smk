@@ -6,11 +6,11 @@ rule conflict:
         final=ckpt_path(run_dir()),
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        f"{run_dir()}/conflict/{{ckpt}}.csv",
+        conflict_csv(ckpt="{ckpt}"),
     log:
-        log_of(f"{run_dir()}/conflict_{{ckpt}}"),
+        log_of(conflict_stem()),
     benchmark:
-        bench_of(f"{run_dir()}/conflict_{{ckpt}}")
+        bench_of(conflict_stem())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -18,26 +18,17 @@ rule conflict:
         mem_mb=RES["train_mem_mb"],
         runtime=60,
     params:
-        argv=lambda wc, input, output: [
-            "conflict",
-            "--checkpoint",
-            ckpt_path(run_dir(wc.n, wc.seed, wc.run), wc.ckpt),
-            "--benchmark",
-            wc.n,
-            "--seed",
-            wc.seed,
-            "--data-dir",
-            DATA_DIR,
-            "--n-batches",
-            CONFLICT["n_batches"],
-            "--out",
-            output[0],
-            "--meta",
-            f"n_tasks={wc.n}",
-            f"seed={wc.seed}",
-            f"run={wc.run}",
-            f"checkpoint={wc.ckpt}",
-        ]
-        + ["--train-mode" if CONFLICT["train_mode"] else "--no-train-mode"],
+        checkpoint=lambda wc: ckpt_path(run_dir(wc.n, wc.seed, wc.run), wc.ckpt),
+        tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
+        seed=lambda wc: int(wc.seed),
+        data_dir=data_dir(),
+        n_batches=CONFLICT["n_batches"],
+        train_mode=CONFLICT["train_mode"],
+        meta=lambda wc: {
+            "n_tasks": int(wc.n),
+            "seed": int(wc.seed),
+            "run": wc.run,
+            "checkpoint": wc.ckpt,
+        },
     script:
-        "../scripts/m3dt_cli.py"
+        "../scripts/conflict.py"

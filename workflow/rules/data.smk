@@ -7,9 +7,9 @@ if DATA["source"] == "collect":
         output:
             expert_json(),
         log:
-            log_of(f"{EXPERT_ROOT}/{{expert}}"),
+            log_of(expert_dir()),
         benchmark:
-            bench_of(f"{EXPERT_ROOT}/{{expert}}")
+            bench_of(expert_dir())
         conda:
             "../../envs/m3dt.yaml"
         threads: 1
@@ -27,9 +27,9 @@ if DATA["source"] == "collect":
         output:
             data_file(),
         log:
-            log_of(f"{DATA_DIR}/{{task}}"),
+            log_of(data_stem()),
         benchmark:
-            bench_of(f"{DATA_DIR}/{{task}}")
+            bench_of(data_stem())
         conda:
             "../../envs/m3dt.yaml"
         threads: 1
@@ -38,7 +38,7 @@ if DATA["source"] == "collect":
             runtime=RES["train_runtime"],
         params:
             config=DATA["collect"],
-            expert_root=EXPERT_ROOT,
+            expert_root=expert_root(),
         script:
             "../scripts/collect.py"
 
@@ -46,20 +46,20 @@ if DATA["source"] == "collect":
         input:
             lambda wc: [expert_json(e) for e in needed_experts()],
         output:
-            csv=f"{DATA_DIR}/experts.csv",
+            csv=experts_table("csv"),
             png=report(
-                f"{DATA_DIR}/experts.png",
+                experts_table("png"),
                 caption="../report/experts.rst",
                 category="Data",
             ),
-            pdf=f"{DATA_DIR}/experts.pdf",
+            pdf=experts_table("pdf"),
             curves=report(
-                f"{DATA_DIR}/expert_curves.png",
+                expert_curves("png"),
                 caption="../report/expert_curves.rst",
                 category="Data",
             ),
         log:
-            log_of(f"{DATA_DIR}/experts_table"),
+            log_of(data_stem("experts_table")),
         conda:
             "../../envs/m3dt.yaml"
         resources:
@@ -67,7 +67,7 @@ if DATA["source"] == "collect":
             runtime=10,
         params:
             tasks=all_data_tasks(),
-            expert_root=EXPERT_ROOT,
+            expert_root=expert_root(),
             threshold=DATA["experts"].get("near_optimal_threshold"),
         script:
             "../scripts/experts_table.py"
@@ -78,9 +78,9 @@ else:
         output:
             data_file(),
         log:
-            log_of(f"{DATA_DIR}/{{task}}"),
+            log_of(data_stem()),
         benchmark:
-            bench_of(f"{DATA_DIR}/{{task}}")
+            bench_of(data_stem())
         conda:
             "../../envs/m3dt.yaml"
         threads: 1

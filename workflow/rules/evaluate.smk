@@ -1,16 +1,17 @@
 # Rollouts of any policy checkpoint on the tasks it was trained on -> per-task scores.
+# The worker count is the job's threads (threads.evaluate, at most --cores).
 
 
 rule evaluate:
     input:
         ckpt_path(runs_path()),
     output:
-        scores=f"{runs_path()}/eval/scores.csv",
-        summary=f"{runs_path()}/eval/summary.csv",
+        scores=eval_scores(),
+        summary=eval_summary(),
     log:
-        log_of(f"{runs_path()}/evaluate"),
+        log_of(eval_stem()),
     benchmark:
-        bench_of(f"{runs_path()}/evaluate")
+        bench_of(eval_stem())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["evaluate"]
@@ -18,27 +19,12 @@ rule evaluate:
         mem_mb=4000,
         runtime=240,
     params:
-        argv=lambda wc, input, output: [
-            "evaluate",
-            "--checkpoint",
-            input[0],
-            "--out",
-            output.scores,
-            "--summary",
-            output.summary,
-            "--eval-seed",
-            EVAL["seed"],
-            "--device",
-            EVAL["device"],
-            "--workers",
-            THREADS["evaluate"],
-            "--prompt-episode",
-            EVAL["prompt_episode"],
-            "--action-history",
-            EVAL["action_history"],
-        ]
-        + (["--episodes", EVAL["episodes"]] if EVAL["episodes"] else [])
-        + (["--max-steps", EVAL["max_steps"]] if EVAL["max_steps"] else [])
-        + ["--bf16", {True: "on", False: "off", "auto": "auto"}[EVAL["bf16"]]],
+        episodes=EVAL["episodes"],
+        seed=EVAL["seed"],
+        max_steps=EVAL["max_steps"],
+        device=EVAL["device"],
+        prompt_episode=EVAL["prompt_episode"],
+        action_history=EVAL["action_history"],
+        bf16=EVAL["bf16"],
     script:
-        "../scripts/m3dt_cli.py"
+        "../scripts/evaluate.py"

@@ -8,11 +8,11 @@ rule train_expert_stage2:
         groups=stage2_groups,
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=ckpt_path(f"{m3dt_dir()}/expert{{i}}"),
+        final=ckpt_path(stage2_dir()),
     log:
-        log_of(f"{m3dt_dir()}/expert{{i}}"),
+        log_of(stage2_dir()),
     benchmark:
-        bench_of(f"{m3dt_dir()}/expert{{i}}")
+        bench_of(stage2_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -23,7 +23,7 @@ rule train_expert_stage2:
         stage="expert",
         expert=lambda wc: int(wc.i),
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
     script:
         "../scripts/train.py"
@@ -35,11 +35,11 @@ rule train_experts_grouped:
         groups=groups_json(),
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=ckpt_path(f"{m3dt_dir()}/experts_grouped"),
+        final=ckpt_path(grouped_dir()),
     log:
-        log_of(f"{m3dt_dir()}/experts_grouped"),
+        log_of(grouped_dir()),
     benchmark:
-        bench_of(f"{m3dt_dir()}/experts_grouped")
+        bench_of(grouped_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -48,7 +48,7 @@ rule train_experts_grouped:
     params:
         backbone=backbone_step,
         stage="experts_grouped",
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
     script:
         "../scripts/train.py"
@@ -57,13 +57,11 @@ rule train_experts_grouped:
 rule assemble:
     input:
         backbone=backbone_ckpt,
-        experts=lambda wc: [
-            ckpt_path(f"{wc_m3dt_dir(wc)}/expert{i}") for i in range(int(wc.E))
-        ],
+        experts=lambda wc: [ckpt_path(stage2_dir(i, wc)) for i in range(int(wc.E))],
     output:
-        f"{m3dt_dir()}/assembled.pt",
+        assembled_pt(),
     log:
-        log_of(f"{m3dt_dir()}/assemble"),
+        log_of(m3dt_file("assemble")),
     conda:
         "../../envs/m3dt.yaml"
     resources:

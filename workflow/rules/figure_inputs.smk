@@ -70,7 +70,7 @@ def figure_scores(fig):
             out.append(m3dt(n, s, E_MAIN, G_FIG, "topk", model="m3dt_topk"))
             out.append(
                 (
-                    summary(n, s, f"e2e_moe_E{E_MAIN}"),
+                    summary(n, s, e2e_name(E_MAIN)),
                     P("e2e_moe", n, s, n_experts=E_MAIN, router="dense"),
                 )
             )
@@ -91,7 +91,7 @@ def figure_conflicts(fig):
             name = dense_name("prompt_dt", WIDTH)
             out += [
                 (
-                    conflict_csv(N_MAX, s, name, f"step_{b}"),
+                    conflict_csv(N_MAX, s, name, step_ckpt(b)),
                     P("prompt_dt", N_MAX, s, step=b),
                 )
                 for b in B_STEPS
@@ -105,20 +105,28 @@ def figure_conflicts(fig):
             )
             out.append(
                 (
-                    conflict_csv(N_MAX, s, f"e2e_moe_E{E_MAIN}"),
+                    conflict_csv(N_MAX, s, e2e_name(E_MAIN)),
                     P("e2e_moe", N_MAX, s, n_experts=E_MAIN),
                 )
             )
     return out
 
 
+def figure_target(name):
+    """The files of the target `name` (fig6, table1, ...): a figure's pdf and png, a
+    table's md."""
+    if name in FIGURES:
+        return [figure_file("figures", name, ext) for ext in ("pdf", "png")]
+    return [figure_file("tables", name, "md")]
+
+
 def single_task_gap_input(fig):
-    return [f"{RESULTS}/tables/single_task.csv"] if fig == "table1" else []
+    return [figure_file("tables", "single_task", "csv")] if fig == "table1" else []
 
 
 def figure_outputs():
     return (
-        expand(f"{RESULTS}/figures/{{f}}.{{ext}}", f=FIGURES, ext=["pdf", "png", "csv"])
-        + expand(f"{RESULTS}/tables/{{t}}.{{ext}}", t=TABLES, ext=["csv", "md"])
-        + [f"{RESULTS}/tables/single_task.csv", f"{RESULTS}/figures/single_task.png"]
+        [figure_file("figures", f, e) for f in FIGURES for e in ("pdf", "png", "csv")]
+        + [figure_file("tables", t, e) for t in TABLES for e in ("csv", "md")]
+        + single_task_outputs()
     )

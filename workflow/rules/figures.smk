@@ -8,15 +8,15 @@ rule figure:
         conflict=lambda wc: [p for p, _ in figure_conflicts(wc.fig)],
         single_task=lambda wc: single_task_gap_input(wc.fig),
     output:
-        csv=f"{RESULTS}/{{kind}}/{{fig}}.csv",
-        pdf=f"{RESULTS}/{{kind}}/{{fig}}.pdf",
+        csv=figure_file(ext="csv"),
+        pdf=figure_file(ext="pdf"),
         png=report(
-            f"{RESULTS}/{{kind}}/{{fig}}.png",
+            figure_file(ext="png"),
             caption="../report/figure.rst",
             category="Figures",
         ),
     log:
-        f"{RESULTS}/logs/figures/{{kind}}_{{fig}}.log",
+        figures_log(),
     wildcard_constraints:
         kind="figures",
         fig="|".join(FIGURES),
@@ -36,14 +36,14 @@ rule figure:
 
 use rule figure as table with:
     output:
-        csv=f"{RESULTS}/{{kind}}/{{fig}}.csv",
+        csv=figure_file(ext="csv"),
         md=report(
-            f"{RESULTS}/{{kind}}/{{fig}}.md",
+            figure_file(ext="md"),
             caption="../report/figure.rst",
             category="Tables",
         ),
     log:
-        f"{RESULTS}/logs/figures/{{kind}}_{{fig}}.log",
+        figures_log(),
     wildcard_constraints:
         kind="tables",
         fig="|".join(TABLES),
@@ -52,7 +52,7 @@ use rule figure as table with:
 rule single_task_table:
     input:
         scores=lambda wc: [
-            f"{single_dir(t, config['single_task']['width'])}/eval/scores.csv"
+            eval_scores(single_dir(t, config["single_task"]["width"]))
             for t in single_tasks()
         ],
         experts=lambda wc: (
@@ -61,16 +61,16 @@ rule single_task_table:
             else []
         ),
     output:
-        csv=f"{RESULTS}/tables/single_task.csv",
-        md=f"{RESULTS}/tables/single_task.md",
-        fig=multiext(f"{RESULTS}/figures/single_task", ".pdf", ".csv"),
+        csv=figure_file("tables", "single_task", "csv"),
+        md=figure_file("tables", "single_task", "md"),
+        fig=multiext(figure_stem("figures", "single_task"), ".pdf", ".csv"),
         png=report(
-            f"{RESULTS}/figures/single_task.png",
+            figure_file("figures", "single_task", "png"),
             caption="../report/single_task.rst",
             category="Single-task study",
         ),
     log:
-        f"{RESULTS}/logs/figures/single_task.log",
+        figures_log("single_task"),
     conda:
         "../../envs/m3dt.yaml"
     resources:
@@ -78,7 +78,7 @@ rule single_task_table:
         runtime=10,
     params:
         tasks=single_tasks(),
-        expert_root=EXPERT_ROOT if DATA["source"] == "collect" else None,
+        expert_root=expert_root() if DATA["source"] == "collect" else None,
         preset=config["preset"],
     script:
         "../scripts/single_task.py"

@@ -22,37 +22,18 @@ rule group_tasks:
         mem_mb=RES["train_mem_mb"],
         runtime=60,
     params:
-        argv=lambda wc, input, output: [
-            "group",
-            "--benchmark",
-            wc.n,
-            "--seed",
-            wc.seed,
-            "--method",
-            wc.grouping,
-            "--experts",
-            wc.E,
-            "--out",
-            output[0],
-        ]
-        + (
-            [
-                "--checkpoint",
-                backbone_step(wc),
-                "--data-dir",
-                DATA_DIR,
-                "--n-batches",
-                CONFLICT["n_batches"],
-                "--n-init",
-                CONFLICT["kmeans_restarts"],
-                "--n-repeats",
-                CONFLICT["kmeans_repeats"],
-                "--reduce",
-                CONFLICT["kmeans_reduce"],
-            ]
-            + ["--train-mode" if CONFLICT["train_mode"] else "--no-train-mode"]
-            if wc.grouping == "gradient"
-            else []
-        ),
+        tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
+        benchmark=lambda wc: int(wc.n),
+        seed=lambda wc: int(wc.seed),
+        method=lambda wc: wc.grouping,
+        n_groups=lambda wc: int(wc.E),
+        # the gradient method's (the random method ignores them)
+        checkpoint=lambda wc: backbone_step(wc) if wc.grouping == "gradient" else None,
+        data_dir=lambda wc: data_dir() if wc.grouping == "gradient" else None,
+        n_batches=CONFLICT["n_batches"],
+        n_init=CONFLICT["kmeans_restarts"],
+        n_repeats=CONFLICT["kmeans_repeats"],
+        reduce=CONFLICT["kmeans_reduce"],
+        train_mode=CONFLICT["train_mode"],
     script:
-        "../scripts/m3dt_cli.py"
+        "../scripts/group.py"

@@ -7,11 +7,11 @@ rule train_router:
         assembled=assembled_ckpt,
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=ckpt_path(f"{m3dt_dir()}/router_{{router}}"),
+        final=ckpt_path(router_dir()),
     log:
-        log_of(f"{m3dt_dir()}/router_{{router}}"),
+        log_of(router_dir()),
     benchmark:
-        bench_of(f"{m3dt_dir()}/router_{{router}}")
+        bench_of(router_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -20,7 +20,7 @@ rule train_router:
     params:
         stage="router",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train_experts=lambda wc: wc.router == "dense-unfrozen",
         train=lambda wc: train_params(
             STEPS["router"],
@@ -39,11 +39,11 @@ rule train_e2e_moe:
     input:
         data=lambda wc: data_files(benchmark_tasks(wc.n, wc.seed)),
     output:
-        final=ckpt_path(run_dir(name="e2e_moe_E{E}")),
+        final=ckpt_path(e2e_dir()),
     log:
-        log_of(run_dir(name="e2e_moe_E{E}")),
+        log_of(e2e_dir()),
     benchmark:
-        bench_of(run_dir(name="e2e_moe_E{E}"))
+        bench_of(e2e_dir())
     conda:
         "../../envs/m3dt.yaml"
     threads: THREADS["train"]
@@ -52,7 +52,7 @@ rule train_e2e_moe:
     params:
         stage="e2e_moe",
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        data_dir=DATA_DIR,
+        data_dir=data_dir(),
         train=lambda wc: train_params(
             STEPS["e2e_moe"],
             moe={"n_experts": int(wc.E)},

@@ -1,8 +1,8 @@
 rule task_registry:
     output:
-        f"{RESULTS}/tasks/registry.csv",
+        task_table(),
     log:
-        f"{RESULTS}/logs/tasks/registry.log",
+        task_table_log(),
     conda:
         "../../envs/m3dt.yaml"
     resources:
@@ -14,9 +14,9 @@ rule task_registry:
 
 rule benchmark_task_list:
     output:
-        f"{RESULTS}/tasks/mt{{n}}_seed{{seed}}.csv",
+        task_table(benchmark_list()),
     log:
-        f"{RESULTS}/logs/tasks/mt{{n}}_seed{{seed}}.log",
+        task_table_log(benchmark_list()),
     conda:
         "../../envs/m3dt.yaml"
     resources:
