@@ -28,7 +28,8 @@ import numpy as np
 from m3dt import tasks
 from m3dt.dataclass_io import ConfigError, from_mapping
 from m3dt.experts.kinds import Expert, FlaggedExpertError
-from m3dt.experts.rollout import _fmt_eta, episode_seed, rollout
+from m3dt.experts.rollout import episode_seed, rollout
+from m3dt.runtime import fmt_eta
 
 LOG = logging.getLogger("m3dt.data.collect")
 
@@ -107,7 +108,7 @@ def collect_episodes(task: str, expert: Expert, cfg: CollectConfig, log: logging
             rate = (i + 1) / (now - t0)
             scores = [e["normalized_score"] for e in episodes]
             log.info("%s: episode %d/%d, %.1f episodes/s, %.0f steps/s, ETA %s | score %.1f", spec.name, i + 1,
-                     total, rate, steps / (now - t0), _fmt_eta((total - i - 1) / rate), float(np.mean(scores)))
+                     total, rate, steps / (now - t0), fmt_eta((total - i - 1) / rate), float(np.mean(scores)))
             last = now
     env.close()
     return episodes
