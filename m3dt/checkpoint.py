@@ -23,7 +23,8 @@ A stage-2 *expert* checkpoint's `meta` (`expert_meta`) holds `stage: "expert"`, 
 `expert_tasks`, `n_groups`, `backbone`, `groups`; its `model` is one expert's weights.
 
 Loading rule (`load_state`): unexpected keys are always an error; missing keys are an error
-unless the caller names which may be missing.
+unless the caller names which may be missing. Keys of older checkpoints are renamed first
+(`rename_legacy_keys`: the embeddings were `embed_state`, ... before `TokenEmbedding`).
 """
 
 from __future__ import annotations
@@ -118,11 +119,25 @@ def build_model(spec: Mapping[str, Any], init_masks: bool = True) -> nn.Module:
 # --------------------------------------------------------------------------- state
 
 
+def rename_legacy_keys(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`state` with the keys of older checkpoints under today's names (same order, same
+    values): `embed_state.weight` -> `input_embed.state.weight`, `prompt_embed_return.bias`
+    -> `prompt_embed.rtg.bias`, under any prefix (`backbone.`, `dt.`), and HarmoDT's mask
+    buffers (`masks.embed_state__weight` -> `masks.input_embed__state__weight`). Idempotent:
+    today's keys are left as they are."""
+    from m3dt.models.prompt_dt import rename_legacy_embed
+
+    out = {rename_legacy_embed(k): v for k, v in state.items()}
+    if len(out) != len(state):
+        raise ValueError("state dict holds an embedding under both its old and its new name")
+    return out
+
+
 def load_state(model: nn.Module, state: Mapping[str, Tensor], source: str,
                missing_ok: bool | Callable[[str], bool] = False) -> None:
     """Load `state` into `model`. Unexpected keys are an error; a missing key is an error
     unless `missing_ok` is True (any, but not all of them) or a predicate that accepts it."""
-    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    missing, unexpected = model.load_state_dict(rename_legacy_keys(state), strict=False)
     if missing_ok is True:
         if missing and len(missing) == len(model.state_dict()):
             raise ValueError(f"{source}: checkpoint holds none of the model's parameters")

@@ -11,22 +11,28 @@ section, or a YAML/JSON file given to `python -m m3dt train --config`).
       m3dt_block: normed        # FFN residual form of the M3DT block (authors: after LN2)
       expert_batching: separate # stage 2: one process per expert | grouped: all in one
 
-Unknown keys fail with a message naming the key path (e.g. `train.model.widht`).
+Every section is read by `m3dt.dataclass_io.from_mapping`: an unknown key or a value of the
+wrong type fails with a `ConfigError` naming the key path (e.g. `train.model.widht`).
+
+Layering: the section dataclasses live with the code they configure, below this module
+(`PromptDTConfig`, `MoEConfig`, `HarmoConfig` in `m3dt.models`, layer 2; `SamplerConfig` in
+`m3dt.data`, layer 3); this module (layer 4) only imports them, so no import goes upward.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from m3dt.data.sampler import SamplerConfig
+from m3dt.dataclass_io import ConfigError, check_keys, from_mapping
 from m3dt.models import MoEConfig, PromptDTConfig
-from m3dt.runtime import check_bf16
 from m3dt.models.harmodt import HarmoConfig
+from m3dt.runtime import check_bf16
+
+__all__ = ["ConfigError", "EXPERT_BATCHING", "LoopConfig", "OptimConfig", "TrainConfig"]
 
 EXPERT_BATCHING = ("separate", "grouped")
 
@@ -70,82 +76,21 @@ class LoopConfig:
         assert not bad, f"keep_steps {bad} outside (0, {self.steps}]"
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key."""
-
-
-def _build(cls: type, d: Mapping[str, Any] | None, where: str, **extra: Any) -> Any:
-    d = dict(d or {})
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(names)}")
-    for f in dataclasses.fields(cls):  # YAML gives lists where dataclasses hold tuples
-        if f.name in d and isinstance(d[f.name], list):
-            d[f.name] = tuple(d[f.name])
-    hints = typing.get_type_hints(cls)
-    for k, v in d.items():
-        if not _has_type(v, hints[k]):
-            raise ConfigError(f"{where}.{k} must be {_type_name(hints[k])}, got {v!r}")
-    try:
-        return cls(**d, **extra)
-    except (AssertionError, ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def _has_type(value: Any, hint: Any) -> bool:
-    """Whether `value` fits the annotation `hint` (plain scalars, unions, literals, tuples;
-    anything else is left to the dataclass's own checks)."""
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint in (bool, str, type(None)):
-        return isinstance(value, hint)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_has_type(value, a) for a in typing.get_args(hint))
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_has_type(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_has_type(v, a) for v, a in zip(value, args))
-    return True
-
-
-def _type_name(hint: Any) -> str:
-    if isinstance(hint, type):
-        return {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
-                "NoneType": "null"}.get(hint.__name__, hint.__name__)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return "a list"
-    return str(hint)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training stage needs besides its inputs (tasks, data, checkpoints)."""
 
     model: PromptDTConfig = field(default_factory=PromptDTConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
-    harmo: dict[str, Any] = field(default_factory=dict)  # HarmoConfig fields (m3dt.models.harmodt)
+    harmo: HarmoConfig = field(default_factory=HarmoConfig)  # HarmoDT's masks and mask updates
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))
     m3dt_block: str = "normed"  # "normed": out = LN2(h) + FFN + MoE (authors' M3DT); "stream": h + ...
     expert_batching: str = "separate"
 
     def __post_init__(self) -> None:
+        if isinstance(self.harmo, Mapping):  # the plain dict of older code and checkpoints
+            object.__setattr__(self, "harmo", from_mapping(HarmoConfig, self.harmo, "train.harmo"))
         if self.m3dt_block not in ("normed", "stream"):
             raise ConfigError(f"train.m3dt_block must be normed or stream, got {self.m3dt_block!r}")
         if self.expert_batching not in EXPERT_BATCHING:
@@ -156,29 +101,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, where: str = "train") -> TrainConfig:
-        d = dict(d or {})
-        known = {"model", "moe", "harmo", "sampler", "optim", "loop", "m3dt_block", "expert_batching"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(known)}")
-        model = _build(PromptDTConfig, d.get("model"), f"{where}.model")
-        optim = _build(OptimConfig, d.get("optim"), f"{where}.optim")
-        loop_d = {"steps": 1000, **dict(d.get("loop") or {})}
-        loop = _build(LoopConfig, loop_d, f"{where}.loop", optim=optim)
+        """The config of the `train` section `d`; a bad key or value is a `ConfigError`
+        naming it (`train.model.widht`), so the workflow fails when the DAG is built."""
+        d = {} if d is None else d
+        check_keys(cls, d, where, also=("optim",))  # optim: written beside loop, held in loop.optim
+        model = from_mapping(PromptDTConfig, d.get("model"), f"{where}.model")
+        optim = from_mapping(OptimConfig, d.get("optim"), f"{where}.optim")
+        loop_d = {"steps": 1000, **_section(d, "loop", where)}
+        loop = from_mapping(LoopConfig, loop_d, f"{where}.loop", optim=optim)
         # loop.seed also seeds the sampler unless sampler.seed is given: runs of two seeds
         # draw different batches
         sampler_d = {"K": model.context_len, "prompt_len": model.prompt_len, "seed": loop.seed,
-                     **dict(d.get("sampler") or {})}
-        sampler = _build(SamplerConfig, sampler_d, f"{where}.sampler")
-        harmo = dict(d.get("harmo") or {})
-        _build(HarmoConfig, harmo, f"{where}.harmo")  # typed check of every key (the run builds its HarmoConfig)
-        return cls(model=model, moe=_build(MoEConfig, d.get("moe"), f"{where}.moe"), harmo=harmo,
-                   sampler=sampler, loop=loop, m3dt_block=d.get("m3dt_block", "normed"),
-                   expert_batching=d.get("expert_batching", "separate"))
+                     **_section(d, "sampler", where)}
+        return cls(model=model, moe=from_mapping(MoEConfig, d.get("moe"), f"{where}.moe"),
+                   harmo=from_mapping(HarmoConfig, d.get("harmo"), f"{where}.harmo"),
+                   sampler=from_mapping(SamplerConfig, sampler_d, f"{where}.sampler"), loop=loop,
+                   m3dt_block=d.get("m3dt_block", "normed"), expert_batching=d.get("expert_batching", "separate"))
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> TrainConfig:
-        """The config a checkpoint's `meta["train_config"]` (an `as_dict()`) was made from."""
+        """The config a checkpoint's `meta["train_config"]` (an `as_dict()`) was made from.
+        Older checkpoints stored `harmo` as a dict of only the fields given; it loads the same."""
         d = {k: v for k, v in stored.items() if k != "loop"}
         loop = dict(stored["loop"])
         d["optim"] = loop.pop("optim")
@@ -192,8 +135,6 @@ class TrainConfig:
             if name == "optim":
                 out = dataclasses.replace(out, loop=dataclasses.replace(
                     out.loop, optim=dataclasses.replace(out.loop.optim, **changes)))
-            elif name == "harmo":
-                out = dataclasses.replace(out, harmo={**out.harmo, **changes})
             else:
                 out = dataclasses.replace(out, **{name: dataclasses.replace(getattr(out, name), **changes)})
         return out
@@ -205,3 +146,13 @@ class TrainConfig:
         """`moe` with `n_experts` experts: the count comes from the groups file (stage 2,
         assembly) or the assembled checkpoint (stage 3), every other field from here."""
         return dataclasses.replace(self.moe, n_experts=n_experts)
+
+
+def _section(d: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
+    """`d[name]` as a dict ({} when absent or null); not a mapping -> `ConfigError`."""
+    v = d.get(name)
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where}.{name} must be a mapping, got {type(v).__name__}")
+    return dict(v)

@@ -15,6 +15,7 @@ import pytest
 from m3dt import tasks
 from m3dt.data.collect import CollectConfig, collect_episodes, collect_task
 from m3dt.experts import sac
+from m3dt.dataclass_io import ConfigError
 from m3dt.experts.config import ExpertConfig
 from m3dt.experts.envs import GoalFamilyEnv
 from m3dt.experts.kinds import Expert, FlaggedExpertError, SACExpert, ScriptedExpert, bind_expert, load_expert
@@ -77,8 +78,10 @@ def test_names_and_kinds():
     assert cfg.threshold("walker-walk") == 40.0 and cfg.threshold("hopper-hop") == 10.0
     assert cfg.threshold("reach-v2") == cfg.near_optimal_threshold
     assert ExpertConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown ExpertConfig keys"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['data.experts.sac_stepz'\]; valid: .*'sac_steps_overrides'"):
         ExpertConfig.from_dict({"sac_stepz": 1})
+    with pytest.raises(ConfigError, match="data.experts.net_arch must be a list"):
+        ExpertConfig.from_dict({"net_arch": 256})
 
 
 def test_scripted_reach_succeeds_without_noise():
@@ -200,7 +203,7 @@ def test_episodes_by_suite_overrides_episodes(tmp_path):
     path = collect_task("ant-dir-0", _untrained_goal_expert("ant-dir-0"), cfg, tmp_path / "ant.h5")
     with _read(path) as data:
         assert data.summary()["n_episodes"] == 1 + 2 and int(data.attrs["episodes"]) == 1
-    with pytest.raises(ValueError, match="episodes_by_suite: unknown suite 'antdir'"):
+    with pytest.raises(ConfigError, match="data.collect.episodes_by_suite: unknown suite 'antdir'"):
         CollectConfig.from_dict({"episodes_by_suite": {"antdir": 1000}})
     with pytest.raises(ValueError, match="episodes_by_suite.dmc: expected an int >= 1"):
         CollectConfig.from_dict({"episodes_by_suite": {"dmc": 0}})

@@ -472,7 +472,7 @@ def test_conflict_groups_and_optimizer_groups():
     decay, no_decay = optim_groups(m, 1e-4)
     assert not any(q.ndim < 2 for q in decay["params"])
     no_decay_ids = {id(q) for q in no_decay["params"]}
-    assert id(m.moes[0].experts.fc_bias) in no_decay_ids and id(m.backbone.embed_timestep.weight) in no_decay_ids
+    assert id(m.moes[0].experts.fc_bias) in no_decay_ids and id(m.backbone.input_embed.timestep.weight) in no_decay_ids
     m.set_trainable(backbone=False, experts=False, routers=True)
     opt = build_optimizer(m, [q for q in m.parameters() if q.requires_grad], OptimConfig())
     assert {id(q) for g in opt.param_groups for q in g["params"]} == {id(q) for q in m.router_parameters()}

@@ -12,6 +12,7 @@ from m3dt.data.sampler import (Batch, MultiTaskSampler, SamplerConfig, authors_p
                                returns_to_go, top_episodes)
 from m3dt.data.sampler_reference import NaiveSampler, discount_cumsum
 from m3dt.data.store import TaskData, open_task_data, write_task_data
+from m3dt.dataclass_io import ConfigError
 
 
 class FixedDraws:
@@ -307,7 +308,7 @@ def test_batch_to_prompt_and_errors(four_tasks):
         s.sample_task("walker-walk")
     with pytest.raises(ValueError, match="mode"):
         SamplerConfig(mode="shuffled")
-    with pytest.raises(ValueError, match="unknown SamplerConfig keys"):
+    with pytest.raises(ConfigError, match=r"\['train.sampler.k'\]"):
         SamplerConfig.from_dict({"k": 20})
     with pytest.raises(ValueError, match="holds task"):
         MultiTaskSampler({"reach-v2": four_tasks["pendulum-swingup"]})

@@ -21,13 +21,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from m3dt import tasks
+from m3dt.dataclass_io import ConfigError, from_mapping
 from m3dt.experts.kinds import Expert, FlaggedExpertError
-from m3dt.experts.rollout import _fmt_eta, episode_seed, rollout
+from m3dt.experts.rollout import episode_seed, rollout
+from m3dt.runtime import fmt_eta
 
 LOG = logging.getLogger("m3dt.data.collect")
 
@@ -52,21 +54,16 @@ class CollectConfig:
     log_every_s: float = 30.0  #: seconds between progress log lines
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "CollectConfig":
-        import dataclasses
-
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown CollectConfig keys {unknown}; valid: {sorted(names)}")
-        cfg = cls(**d)
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "data.collect") -> "CollectConfig":
+        """The config of the mapping `d` (`where`: its place, for errors); an unknown key, a
+        value of the wrong type or an unknown suite is a `ConfigError` naming `where.key`."""
+        cfg = from_mapping(cls, d, where)
         cfg.episodes_by_suite = dict(cfg.episodes_by_suite or {})
         for suite, n in cfg.episodes_by_suite.items():
             if suite not in tasks.SUITES:
-                raise ValueError(f"collect.episodes_by_suite: unknown suite {suite!r}; valid: {sorted(tasks.SUITES)}")
+                raise ConfigError(f"{where}.episodes_by_suite: unknown suite {suite!r}; valid: {sorted(tasks.SUITES)}")
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"collect.episodes_by_suite.{suite}: expected an int >= 1, got {n!r}")
+                raise ConfigError(f"{where}.episodes_by_suite.{suite}: expected an int >= 1, got {n!r}")
         return cfg
 
     def episodes_for(self, task: str) -> int:
@@ -111,7 +108,7 @@ def collect_episodes(task: str, expert: Expert, cfg: CollectConfig, log: logging
             rate = (i + 1) / (now - t0)
             scores = [e["normalized_score"] for e in episodes]
             log.info("%s: episode %d/%d, %.1f episodes/s, %.0f steps/s, ETA %s | score %.1f", spec.name, i + 1,
-                     total, rate, steps / (now - t0), _fmt_eta((total - i - 1) / rate), float(np.mean(scores)))
+                     total, rate, steps / (now - t0), fmt_eta((total - i - 1) / rate), float(np.mean(scores)))
             last = now
     env.close()
     return episodes
@@ -175,7 +172,8 @@ def _collect_run(args) -> int:
     from m3dt.experts.kinds import load_expert
     from m3dt.io import log_to
 
-    cfg = CollectConfig.from_dict(load_config_file(args.config, "collect"))
+    cfg = CollectConfig.from_dict(load_config_file(args.config, "collect"),
+                                  f"{args.config}:collect" if args.config else "collect")
     for key in ("episodes", "seed", "max_steps"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))

@@ -53,6 +53,7 @@ import torch
 
 from m3dt import tasks
 from m3dt.data.store import STD_FLOOR, TaskData
+from m3dt.dataclass_io import from_mapping
 
 OBS, ACT = tasks.OBS_PAD, tasks.ACT_PAD
 MODES = ("round_robin", "mixed")
@@ -97,13 +98,10 @@ class SamplerConfig:
         return cls(**kw)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SamplerConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown SamplerConfig keys {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "train.sampler") -> "SamplerConfig":
+        """The config of the mapping `d` (`where`: its place, for errors); an unknown key or a
+        value of the wrong type is a `ConfigError` naming `where.key`."""
+        return from_mapping(cls, d, where)
 
 
 @dataclass

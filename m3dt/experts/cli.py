@@ -27,7 +27,8 @@ def _train_args(p) -> None:
 def _train_run(args) -> int:
     from m3dt.io import log_to
 
-    cfg = ExpertConfig.from_dict(load_config_file(args.config, "experts"))
+    cfg = ExpertConfig.from_dict(load_config_file(args.config, "experts"),
+                                 f"{args.config}:experts" if args.config else "experts")
     if args.seed is not None:
         cfg.seed = args.seed
     if args.device:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from m3dt import tasks
+from m3dt.dataclass_io import ConfigError, from_mapping
 from m3dt.experts.names import expert_name
 
 EXPERT_SOURCES = ("bundled", "train")
@@ -73,19 +74,14 @@ class ExpertConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "ExpertConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown ExpertConfig keys {unknown}; valid: {sorted(names)}")
-        if "net_arch" in d:
-            d["net_arch"] = tuple(int(x) for x in d["net_arch"])
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "data.experts") -> "ExpertConfig":
+        """The config of the mapping `d` (`where`: its place, for errors); an unknown key or a
+        value of the wrong type is a `ConfigError` naming `where.key`."""
+        return from_mapping(cls, d, where)
 
     def __post_init__(self) -> None:
         if self.source not in EXPERT_SOURCES:
-            raise ValueError(f"data.experts.source must be one of {list(EXPERT_SOURCES)}, got {self.source!r}")
+            raise ConfigError(f"data.experts.source must be one of {list(EXPERT_SOURCES)}, got {self.source!r}")
         assert self.curve_every >= 0, f"data.experts.curve_every must be >= 0, got {self.curve_every}"
         assert self.curve_episodes >= 1, f"data.experts.curve_episodes must be >= 1, got {self.curve_episodes}"
         assert self.curve_goals >= 1, f"data.experts.curve_goals must be >= 1, got {self.curve_goals}"

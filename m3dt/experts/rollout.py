@@ -1,11 +1,9 @@
 """Episodes of an expert in the padded multi-task env: the rollout data collection and
-evaluation share (`rollout`, `episode_seed`), an expert's evaluation (`evaluate_expert`)
-and the ETA format of progress lines."""
+evaluation share (`rollout`, `episode_seed`) and an expert's evaluation (`evaluate_expert`)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -103,12 +101,3 @@ def evaluate_expert(expert: Expert, *, episodes: int = 10, seed: int = 0, max_st
     log.info("evaluated %s on %s: score %.1f +- %.1f over %d episodes (return %.1f)", expert.describe(),
              expert.task, row["score_mean"], row["score_std"], episodes, row["return_mean"])
     return row
-
-
-def _fmt_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

@@ -8,7 +8,6 @@ writes its `expert.json`.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -27,10 +26,11 @@ from m3dt.experts.envs import make_training_env
 from m3dt.experts.kinds import Expert, ScriptedExpert, bind_expert
 from m3dt.experts.names import (CHECKPOINT_DIR, CURVE_CSV, CURVE_PNG, EXPERT_JSON, FAMILIES, METRICS_CSV, MODEL_ZIP,
                                 expert_kind, expert_name, expert_tasks, goal_features)
-from m3dt.experts.rollout import _fmt_eta, evaluate_expert
+from m3dt.experts.rollout import evaluate_expert
 from m3dt.experts.sac_policy import POLICY_FILE as POLICY_PT
 from m3dt.experts.sac_policy import export_actor, load_actor
 from m3dt.io import atomic_path, write_text_atomic
+from m3dt.runtime import fmt_eta, truncate_metrics_csv
 
 if TYPE_CHECKING:  # heavy imports only where used
     import gymnasium as gym
@@ -130,23 +130,11 @@ def _progress_callback(total: int, start_step: int, t_start: float, metrics_path
             append_rows(metrics_path, [row], METRIC_COLUMNS)
             eta = (total - n) / rate if rate > 0 else float("inf")
             log.info("step %d/%d (%.0f%%) %.0f steps/s %.0f updates/s ETA %s | episodes %d return %.1f score %.1f",
-                     n, total, 100 * n / total, rate, upd_rate, _fmt_eta(eta), state["episodes"],
+                     n, total, 100 * n / total, rate, upd_rate, fmt_eta(eta), state["episodes"],
                      row["ep_return_mean"], row["ep_score_mean"])
             state["last_log"], state["last_time"], state["last_updates"] = n, now, n_updates
 
     return Progress()
-
-
-def _truncate_metrics(path: Path, step: int, columns: Sequence[str] = tuple(METRIC_COLUMNS)) -> None:
-    """Drop metrics (or curve) rows written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _save_model(model: "SAC", path: Path) -> None:
@@ -313,8 +301,9 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
             state.update(episodes=ck["episodes"], returns=ck["returns"], scores=ck["scores"],
                          last_log=model.num_timesteps, last_updates=int(model._n_updates),
                          wall_before=float(ck["wall_s"]))
-            _truncate_metrics(metrics_path, model.num_timesteps)
-            _truncate_metrics(curve_path, model.num_timesteps, CURVE_COLUMNS)
+            for path, columns in ((metrics_path, METRIC_COLUMNS), (curve_path, CURVE_COLUMNS)):
+                if path.exists():  # drop rows written after the checkpoint we resume from
+                    truncate_metrics_csv(path, model.num_timesteps, columns)
             log.info("expert %s: resuming from checkpoint at step %d/%d", name, model.num_timesteps, total)
         else:
             log.warning("expert %s: checkpoint in %s has other settings; starting over", name, ckpt)

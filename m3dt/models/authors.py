@@ -12,7 +12,9 @@ transformer are `Conv1D`, which computes x @ W + b with W stored (in, out), the 
 | `transformer.h.l.mlp.c_fc.weight` (C, 4C), `c_proj.weight` (4C, C) | `blocks.l.mlp.*`, transposed |
 | `transformer.ln_f.*` | `ln_f.*` |
 | `predict_action.0.*` | `predict_action.*` |
-| `embed_*`, `prompt_embed_*`, `embed_ln.*` | the same names |
+| `embed_{timestep,return,state,action}.*` | `input_embed.{timestep,rtg,state,action}.*` |
+| `prompt_embed_{timestep,return,state,action}.*` | `prompt_embed.{timestep,rtg,state,action}.*` |
+| `embed_ln.*` | `embed_ln.*` |
 
 Dropped (unused by the authors' action prediction): `transformer.wte.weight` (a 1-row token
 table), the attention buffers `attn.bias` / `attn.masked_bias` (the causal mask),
@@ -45,12 +47,12 @@ import torch
 from torch import Tensor
 
 from m3dt.models.moe import MoEConfig
-from m3dt.models.prompt_dt import PromptDTConfig
+from m3dt.models.prompt_dt import PromptDTConfig, rename_legacy_embed
 
 # Keys of the authors' models that carry nothing our models compute with.
 _DROPPED = re.compile(r"^(transformer\.wte\.weight|transformer\.h\.\d+\.attn\.(bias|masked_bias)"
                       r"|predict_state\..*|predict_return\..*)$")
-_SAME = re.compile(r"^((prompt_)?embed_(timestep|return|state|action)|embed_ln)\.(weight|bias)$")
+_EMBED = re.compile(r"^((prompt_)?embed_(timestep|return|state|action)|embed_ln)\.(weight|bias)$")
 _BLOCK = re.compile(r"^transformer\.h\.(\d+)\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.(weight|bias)$")
 _ROUTER_LAYERS = ("fc1", "fc2", "fc_new", "fc3", "fc4")  # -> router.net.{0,2,4,6,8}
 
@@ -80,8 +82,8 @@ def convert_prompt_dt(sd: Mapping[str, Tensor], n_head: int = 8, ffn_residual: s
     for key, value in sd.items():
         if _DROPPED.match(key):
             continue
-        if _SAME.match(key):
-            state[key] = value
+        if _EMBED.match(key):  # our names before `TokenEmbedding` are the authors'
+            state[rename_legacy_embed(key)] = value
             continue
         if key.startswith("predict_action.0."):
             state["predict_action." + key.rsplit(".", 1)[1]] = value

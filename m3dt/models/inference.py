@@ -61,7 +61,7 @@ def prompt_cache(model: Decoder, prompt: Segment | tuple | None) -> PromptCache 
     assert dt.cfg.use_prompt, "this model has no prompt embeddings (use_prompt=False)"
     pr = Segment(*prompt)
     dt._check(pr, "prompt")
-    x = dt.drop(dt._tokens(pr, prompt=True))  # (Bp, 3Kp, C); no embed_ln, as `PromptDT.embed`
+    x = dt.drop(dt.prompt_embed(pr))  # (Bp, 3Kp, C); no embed_ln, as `PromptDT.embed`
     keys = pr.attn_mask.bool().repeat_interleave(3, dim=1)  # (Bp, 3Kp)
     allowed = attention_mask(keys)  # (Bp, 1, 3Kp, 3Kp)
     kv = []
@@ -95,7 +95,7 @@ def act(model: Decoder, states: Tensor, actions: Tensor, rtg: Tensor, timesteps:
         timesteps, t = F.pad(timesteps, (pad, 0)), t_min
     seg = Segment(states, actions, rtg, timesteps.long(), mask)
     dt._check(seg, "input")
-    x = dt.drop(dt.embed_ln(dt._tokens(seg, prompt=False)))  # (B, 3t, C)
+    x = dt.drop(dt.embed_ln(dt.input_embed(seg)))  # (B, 3t, C)
     keys = mask.bool().repeat_interleave(3, dim=1)  # (B, 3t)
     if cache is not None:
         assert len(cache.kv) == len(dt.blocks), f"cache of {len(cache.kv)} layers for {len(dt.blocks)} blocks"

@@ -6,7 +6,7 @@ Tokens per timestep are (R_t, s_t, a_t), interleaved R_1, s_1, a_1, R_2, ...; ea
 has its own Linear embedding and a learned timestep embedding (`max_ep_len` entries) is
 added to the three tokens of a timestep. There is no positional embedding. A prompt (a few
 timesteps of the same task) is embedded with a second, separate set of embeddings and
-prepended. The action a_t is predicted from the *state* token s_t (Linear -> tanh).
+prepended. Each set is one `TokenEmbedding`: `PromptDT.input_embed` and `.prompt_embed`. The action a_t is predicted from the *state* token s_t (Linear -> tanh).
 
 Facts taken from the authors' code (KongYilun/M3DT, `prompt_decision_transformer.py` and
 `trajectory_gpt2.py`), kept so that the model computes the same function:
@@ -26,6 +26,7 @@ comparing with the paper's parameter counts).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Callable, Literal, NamedTuple
 
@@ -194,6 +195,71 @@ class Block(nn.Module):
         return out  # (B, T, C)
 
 
+class TokenEmbedding(nn.Module):
+    """The embeddings of one token stream (the input, or the prompt): a learned timestep
+    embedding and one Linear per modality, the timestep embedding added to each token.
+
+    Submodules (state-dict names `<stream>.timestep`, `.rtg`, `.state`, `.action`; before
+    they were `embed_timestep`, `embed_return`, ... on the model, see `LEGACY_EMBED_NAMES`):
+
+        timestep  nn.Embedding(max_ep_len, C)
+        rtg       nn.Linear(1, C)            the return-to-go
+        state     nn.Linear(state_dim, C)
+        action    nn.Linear(act_dim, C)
+
+    They are created in this order (that of the authors' `embed_timestep, embed_return,
+    embed_state, embed_action`), which fixes the RNG draws of their initialisation.
+    """
+
+    def __init__(self, cfg: PromptDTConfig):
+        super().__init__()
+        C = cfg.width
+        self.timestep = nn.Embedding(cfg.max_ep_len, C)
+        self.rtg = nn.Linear(1, C)
+        self.state = nn.Linear(cfg.state_dim, C)
+        self.action = nn.Linear(cfg.act_dim, C)
+
+    def embeddings(self, seg: Segment) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The four embeddings of a (B, T, ...) segment, each (B, T, C): timestep, and
+        return, state, action with the timestep embedding added."""
+        time = self.timestep(seg.timesteps)  # (B, T, C)
+        r = self.rtg(seg.rtg) + time  # (B, T, C)
+        s = self.state(seg.states) + time  # (B, T, C)
+        a = self.action(seg.actions) + time  # (B, T, C)
+        return time, r, s, a
+
+    def forward(self, seg: Segment) -> Tensor:
+        """(B, T, ...) segment -> (B, 3T, C) tokens R_1, s_1, a_1, R_2, ..."""
+        _, r, s, a = self.embeddings(seg)
+        B, T, C = s.shape
+        return torch.stack((r, s, a), dim=2).reshape(B, 3 * T, C)  # (B, T, 3, C) -> (B, 3T, C)
+
+
+#: state-dict names of the embeddings before `TokenEmbedding` (also the authors' names):
+#: old module name -> new one
+LEGACY_EMBED_NAMES: dict[str, str] = {
+    f"{old_stream}embed_{old}": f"{new_stream}.{new}"
+    for old_stream, new_stream in (("", "input_embed"), ("prompt_", "prompt_embed"))
+    for old, new in (("timestep", "timestep"), ("return", "rtg"), ("state", "state"), ("action", "action"))
+}
+# a legacy name as one component of a dotted key ("dt.embed_state.weight"), or of a HarmoDT
+# mask buffer, whose name is the parameter name with "." -> "__" ("masks.embed_state__weight")
+_LEGACY_EMBED = re.compile(r"(^|\.)((?:prompt_)?embed_(?:timestep|return|state|action))(\.|__)")
+
+
+def rename_legacy_embed(key: str) -> str:
+    """A state-dict key with the embeddings' old names (`embed_state.weight`,
+    `backbone.prompt_embed_return.bias`, HarmoDT's `masks.embed_timestep__weight`) under
+    their `TokenEmbedding` names (`input_embed.state.weight`, ...); other keys, and keys
+    already renamed, unchanged."""
+
+    def new(m: re.Match) -> str:
+        sep = m.group(3)
+        return m.group(1) + LEGACY_EMBED_NAMES[m.group(2)].replace(".", sep) + sep
+
+    return _LEGACY_EMBED.sub(new, key)
+
+
 class PromptDT(nn.Module):
     """Prompt-DT. `forward` returns the predicted actions (B, K, act_dim) of one segment."""
 
@@ -201,16 +267,11 @@ class PromptDT(nn.Module):
         super().__init__()
         self.cfg = cfg
         C = cfg.width
-        self.embed_timestep = nn.Embedding(cfg.max_ep_len, C)
-        self.embed_return = nn.Linear(1, C)
-        self.embed_state = nn.Linear(cfg.state_dim, C)
-        self.embed_action = nn.Linear(cfg.act_dim, C)
+        # creation order = order of the initialisation's RNG draws: input, prompt, embed_ln
+        self.input_embed = TokenEmbedding(cfg)
         if cfg.use_prompt:  # a second, separate set of embeddings for the prompt
-            self.prompt_embed_timestep = nn.Embedding(cfg.max_ep_len, C)
-            self.prompt_embed_return = nn.Linear(1, C)
-            self.prompt_embed_state = nn.Linear(cfg.state_dim, C)
-            self.prompt_embed_action = nn.Linear(cfg.act_dim, C)
-        self.embed_ln = nn.LayerNorm(C)
+            self.prompt_embed = TokenEmbedding(cfg)
+        self.embed_ln = nn.LayerNorm(C)  # on the input tokens only
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(C)
@@ -219,16 +280,6 @@ class PromptDT(nn.Module):
             module.apply(init_transformer_weights)
 
     # ---------------------------------------------------------------- forward pieces
-
-    def _tokens(self, seg: Segment, prompt: bool) -> Tensor:
-        """(B, T, ...) segment -> (B, 3T, C) tokens R_1, s_1, a_1, R_2, ..."""
-        p = "prompt_" if prompt else ""
-        time = getattr(self, p + "embed_timestep")(seg.timesteps)  # (B, T, C)
-        r = getattr(self, p + "embed_return")(seg.rtg) + time  # (B, T, C)
-        s = getattr(self, p + "embed_state")(seg.states) + time  # (B, T, C)
-        a = getattr(self, p + "embed_action")(seg.actions) + time  # (B, T, C)
-        B, T, C = s.shape
-        return torch.stack((r, s, a), dim=2).reshape(B, 3 * T, C)  # (B, 3T, C)
 
     def _check(self, seg: Segment, what: str) -> None:
         B, T = seg.timesteps.shape
@@ -251,7 +302,7 @@ class PromptDT(nn.Module):
         seg = Segment(*seg)
         self._check(seg, "input")
         B, K = seg.timesteps.shape
-        x = self.embed_ln(self._tokens(seg, prompt=False))  # (B, 3K, C)
+        x = self.embed_ln(self.input_embed(seg))  # (B, 3K, C)
         keys = seg.attn_mask.bool().repeat_interleave(3, dim=1)  # (B, 3K)
         if prompt is not None:
             assert self.cfg.use_prompt, "this model has no prompt embeddings (use_prompt=False)"
@@ -259,7 +310,7 @@ class PromptDT(nn.Module):
             Bp = pr.timesteps.shape[0]
             assert Bp in (1, B), f"prompt batch {Bp} must be 1 or the input batch {B}"
             self._check(pr, "prompt")
-            px = self._tokens(pr, prompt=True)  # (Bp, 3Kp, C); no embed_ln, as the authors
+            px = self.prompt_embed(pr)  # (Bp, 3Kp, C); no embed_ln, as the authors
             pkeys = pr.attn_mask.bool().repeat_interleave(3, dim=1)  # (Bp, 3Kp)
             x = torch.cat((px.expand(B, -1, -1), x), dim=1)  # (B, 3(Kp + K), C)
             keys = torch.cat((pkeys.expand(B, -1), keys), dim=1)  # (B, 3(Kp + K))
@@ -337,16 +388,14 @@ class PromptDT(nn.Module):
             C, S = self.cfg.width, self.cfg.state_dim
             n += (C * S + S) + (C + 1) + C
             if not self.cfg.use_prompt:
-                n += sum(
-                    p.numel() for name, p in self.named_parameters() if name.startswith("embed_") and "_ln" not in name
-                )
+                n += sum(p.numel() for p in self.input_embed.parameters())  # the same sizes
         return n
 
     def conflict_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameter groups of the per-module gradient-conflict analysis (paper Fig. 12)."""
         groups: dict[str, list[nn.Parameter]] = {"embeddings": [], "attention": [], "mlp": [], "other": []}
         for name, p in self.named_parameters():
-            if "embed_ln" not in name and "embed_" in name:
+            if name.startswith(("input_embed.", "prompt_embed.")):
                 groups["embeddings"].append(p)
             elif ".attn." in name:
                 groups["attention"].append(p)

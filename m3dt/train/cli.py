@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_train_config(args.config, args.set, args.seed)
     except ConfigError as e:
-        raise SystemExit(f"config error: {e}") from None
+        given = " and ".join(x for x in (args.config, "--set" if args.set else None) if x)
+        raise SystemExit(f"config error{f' ({given})' if given else ''}: {e}") from None
 
     def need(*names: str) -> None:
         missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) in (None, [])]

@@ -208,12 +208,11 @@ def run_e2e_moe(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, ou
 
 def run_harmodt(cfg: TrainConfig, tasks: Sequence[str], data_dir: str | Path, out_dir: str | Path) -> RunResult:
     """Baseline HarmoDT: Prompt-DT with per-task harmony masks updated by a loop hook."""
-    from m3dt.models.harmodt import HarmoConfig
     from m3dt.train.harmodt import harmodt_parts
 
     set_seed(cfg.loop.seed)
     sampler = load_sampler(data_dir, tasks, cfg)
-    hcfg = HarmoConfig(**cfg.harmo)
+    hcfg = cfg.harmo
     model, trainable, loss_fn, hooks = harmodt_parts(cfg.model, hcfg, sampler.tasks, total_steps=cfg.loop.steps,
                                                      sample_batch=sampler.sample_task)
     spec = ckpt.model_spec("harmodt", cfg.model, harmo=hcfg) | {"tasks": sampler.tasks}
