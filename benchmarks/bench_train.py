@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from m3dt.models import M3DT, MoEConfig, PromptDT, PromptDTConfig, masked_action_loss
+from m3dt.models.prompt_dt import Segment
 from m3dt.config import OptimConfig
 from m3dt.runtime import use_bf16
 from m3dt.train.loop import build_optimizer
@@ -103,7 +104,7 @@ def build(case: Case, device: torch.device) -> tuple[torch.nn.Module, list[torch
     model.to(device).train()
 
     def loss_fn(m: torch.nn.Module, b: dict) -> torch.Tensor:
-        pred = m(*b["inputs"], prompt=b["prompt"])  # (B, K, 8)
+        pred = m(Segment(*b["inputs"]), prompt=b["prompt"])  # (B, K, 8)
         mask = b["inputs"][4]
         if case.stage == 2 and case.experts > 1:
             return M3DT.grouped_loss(pred, b["target"], b["action_mask"], mask, case.experts)

@@ -152,3 +152,21 @@ def test_estimator_prices_every_job_of_the_smoke_plan():
     sac = [j for j in jobs if j.rule == "train_expert" and j.wildcards["expert"] == "ant-dir"][0]
     assert sac.seconds > cfg["data"]["experts"]["ant_dir_sac_steps"] * 0.01  # SAC steps + evaluation
     assert budget.simulate(jobs, 8) <= budget.simulate(jobs, 2) <= sum(j.seconds for j in jobs)
+
+
+def test_estimator_meter_runs_every_model_kind():
+    """The real Meter times one step of each kind the estimator prices (catches a model
+    signature the benchmark scripts no longer match)."""
+    est = _estimator()
+    cfg = est.load_config(str(ROOT / "workflow/presets/smoke.yaml"))
+    meter = est.Meter(cfg)
+    for kind, E in (("prompt_dt", 0), ("mtdt", 0), ("expert", 1), ("router", 2), ("e2e", 2)):
+        assert meter.train_step(kind, 16, E) > 0, kind
+    assert meter.eval_forward("router", 16, 2, 3) > 0 and meter.eval_forward("prompt_dt", 16, 0, 3) > 0
+
+
+def test_bench_train_runs_one_case():
+    done = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--quick", "--stages", "2", "--dtypes", "fp32",
+                           "--reps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stage2" in done.stdout
