@@ -89,6 +89,7 @@ TASKS_LABEL = "number of tasks"
 PRESET_NOTES = {
     "smoke": "smoke test: tiny tasks and steps, numbers are meaningless",
     "quick": "reduced scale: fewer tasks, seeds and steps than the paper",
+    "quick-large": "reduced scale: fewer tasks, seeds and steps than the paper",
     "paper": "paper scale",
 }
 
