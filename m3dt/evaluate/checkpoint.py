@@ -60,7 +60,8 @@ class EvalConfig:
             raise ValueError(f"bf16 must be true, false or 'auto', got {self.bf16!r}")
 
 
-def _message(e: BaseException) -> str:
+def error_message(e: BaseException) -> str:
+    """The one-line message of a bad-input error (a KeyError's own text, without quotes)."""
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
@@ -82,7 +83,7 @@ def evaluate_checkpoint(
         for n in names:  # fail before any rollout: unknown task or prompt episode
             policy.prompt(n, cfg.prompt_episode)
     except (OSError, RuntimeError, ValueError, KeyError, IndexError) as e:
-        raise BadEvalInput(_message(e)) from e
+        raise BadEvalInput(error_message(e)) from e
 
     source = policy if cfg.workers == 1 else checkpoint
     if cfg.workers > 1:

@@ -59,7 +59,7 @@ def _error(msg: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from m3dt import tasks as registry
-    from m3dt.evaluate.checkpoint import BadEvalInput, EvalConfig, evaluate_to_files
+    from m3dt.evaluate.checkpoint import BadEvalInput, EvalConfig, error_message, evaluate_to_files
     from m3dt.evaluate.scores import summarize
 
     try:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                          bf16={"off": False, "on": True, "auto": "auto"}[args.bf16], workers=args.workers)
         names = registry.benchmark(args.benchmark, args.seed) if args.benchmark is not None else args.tasks
     except (ValueError, KeyError) as e:
-        return _error(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+        return _error(error_message(e))
 
     with log_to(args.log):
         try:
