@@ -219,18 +219,13 @@ class TokenEmbedding(nn.Module):
         self.state = nn.Linear(cfg.state_dim, C)
         self.action = nn.Linear(cfg.act_dim, C)
 
-    def embeddings(self, seg: Segment) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The four embeddings of a (B, T, ...) segment, each (B, T, C): timestep, and
-        return, state, action with the timestep embedding added."""
+    def forward(self, seg: Segment) -> Tensor:
+        """(B, T, ...) segment -> (B, 3T, C) tokens R_1, s_1, a_1, R_2, ..., the timestep
+        embedding added to each."""
         time = self.timestep(seg.timesteps)  # (B, T, C)
         r = self.rtg(seg.rtg) + time  # (B, T, C)
         s = self.state(seg.states) + time  # (B, T, C)
         a = self.action(seg.actions) + time  # (B, T, C)
-        return time, r, s, a
-
-    def forward(self, seg: Segment) -> Tensor:
-        """(B, T, ...) segment -> (B, 3T, C) tokens R_1, s_1, a_1, R_2, ..."""
-        _, r, s, a = self.embeddings(seg)
         B, T, C = s.shape
         return torch.stack((r, s, a), dim=2).reshape(B, 3 * T, C)  # (B, T, 3, C) -> (B, 3T, C)
 
