@@ -1,5 +1,6 @@
 """The Snakemake workflow: every preset plans a DAG; bad config values fail naming the key."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,22 @@ def test_paper_preset_builds_m3dt_on_the_400k_backbone(tmp_path):
     assert f"{run}/m3dt_E8_random_b400000/assembled.pt" in out
     assert "_b600000" not in out  # no M3DT of Table 1 on the 600k backbone
     assert f"{run}/prompt_dt_w256/checkpoints/final.pt" in out  # the 600k run; its step_400000.pt is read
+
+
+def test_training_seed_offset_seeds_training_jobs_not_the_tasks(tmp_path):
+    """training_seed_offset: the same benchmark tasks (seed 0's folder and task list), the training-side
+    randomness (here the random grouping, a job without inputs) seeded with 0 + offset."""
+    got = {}
+    for k, offset in enumerate((0, 1, 0)):
+        out = tmp_path / f"r{k}"  # a fresh results folder each time
+        target = f"{out}/runs/mt20/s0/groups/random_E4_b8000.json"
+        r = subprocess.run([SNAKEMAKE, "--cores", "1", target, "--configfile", "config.yaml",
+                            "--config", f"results={out}", f"training_seed_offset={offset}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        doc = json.loads(Path(target).read_text())
+        assert doc["seed"] == offset
+        got.setdefault(offset, doc["groups"])
+        assert got[offset] == doc["groups"]  # the same offset gives the same groups
+    assert sorted(sum(got[0], [])) == sorted(sum(got[1], []))  # the same 20 tasks
+    assert got[0] != got[1]

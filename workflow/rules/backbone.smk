@@ -24,7 +24,7 @@ rule train_dense:
             STEPS["dense"],
             model={"width": int(wc.width)},
             loop={
-                "seed": int(wc.seed),
+                "seed": train_seed(wc),
                 "keep_steps": B_STEPS,
             },
         ),

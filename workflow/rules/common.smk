@@ -33,6 +33,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
 SEEDS = [int(s) for s in config["seeds"]]
+# training seed = benchmark seed + this offset (a training-seed replicate on the same tasks)
+TRAIN_SEED_OFFSET = int(config["training_seed_offset"])
 TASK_COUNTS = [int(n) for n in config["task_counts"]]
 DATA = config["data"]
 STEPS = config["steps"]
@@ -409,6 +411,12 @@ def all_data_tasks():
     need = set(preset_tasks()) | set(single_tasks())
     need |= {t for n in E_TASK_COUNTS for s in SEEDS for t in benchmark_tasks(n, s)}
     return [t for t in m3dt_tasks.MT160 if t in need]
+
+
+def train_seed(wc):
+    """Seed of a job's training randomness (model init, batches, dropout, conflict
+    batches, random grouping): the benchmark seed plus `training_seed_offset`."""
+    return int(wc.seed) + TRAIN_SEED_OFFSET
 
 
 def train_params(steps, **sections):

@@ -20,7 +20,7 @@ rule conflict:
     params:
         checkpoint=lambda wc: ckpt_path(run_dir(wc.n, wc.seed, wc.run), wc.ckpt),
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
-        seed=lambda wc: int(wc.seed),
+        seed=train_seed,
         data_dir=data_dir(),
         n_batches=CONFLICT["n_batches"],
         train_mode=CONFLICT["train_mode"],

@@ -24,7 +24,7 @@ rule train_expert_stage2:
         expert=lambda wc: int(wc.i),
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
         data_dir=data_dir(),
-        train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
+        train=lambda wc: train_params(STEPS["expert"], loop={"seed": train_seed(wc)}),
     script:
         "../scripts/train.py"
 
@@ -49,7 +49,7 @@ rule train_experts_grouped:
         backbone=backbone_step,
         stage="experts_grouped",
         data_dir=data_dir(),
-        train=lambda wc: train_params(STEPS["expert"], loop={"seed": int(wc.seed)}),
+        train=lambda wc: train_params(STEPS["expert"], loop={"seed": train_seed(wc)}),
     script:
         "../scripts/train.py"
 
@@ -69,6 +69,6 @@ rule assemble:
         runtime=30,
     params:
         backbone=backbone_step,
-        train=lambda wc: train_params(1, loop={"seed": int(wc.seed)}),
+        train=lambda wc: train_params(1, loop={"seed": train_seed(wc)}),
     script:
         "../scripts/assemble.py"

@@ -24,7 +24,7 @@ rule group_tasks:
     params:
         tasks=lambda wc: benchmark_tasks(wc.n, wc.seed),
         benchmark=lambda wc: int(wc.n),
-        seed=lambda wc: int(wc.seed),
+        seed=train_seed,
         method=lambda wc: wc.grouping,
         n_groups=lambda wc: int(wc.E),
         # the gradient method's (the random method ignores them)

@@ -29,7 +29,7 @@ rule train_router:
                 if wc.router == "topk"
                 else {"router": "dense"}
             ),
-            loop={"seed": int(wc.seed)},
+            loop={"seed": train_seed(wc)},
         ),
     script:
         "../scripts/train.py"
@@ -56,7 +56,7 @@ rule train_e2e_moe:
         train=lambda wc: train_params(
             STEPS["e2e_moe"],
             moe={"n_experts": int(wc.E)},
-            loop={"seed": int(wc.seed)},
+            loop={"seed": train_seed(wc)},
         ),
     script:
         "../scripts/train.py"
