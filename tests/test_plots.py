@@ -171,6 +171,9 @@ def test_fig2(tmp_path):
     # conflict at the last step (2000) of each run: 0.1 + n/100 + 0.05 seed + 0.1, mean over seeds
     assert row["conflict_mean"] == pytest.approx(0.1 + 0.1 + 0.05 + 0.1)
     assert (pd.read_csv(tmp_path / "fig2.csv")["score_mean"] == data["score_mean"]).all()
+    # the paper's Prompt-DT beside ours where Table 1 gives it (Small at 10; none at 20, 40)
+    paper = data.set_index("n_tasks")["paper"]
+    assert paper.loc[10] == 88 and math.isnan(paper.loc[20]) and math.isnan(paper.loc[40])
 
 
 def test_fig3(tmp_path):

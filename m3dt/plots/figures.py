@@ -137,21 +137,37 @@ def fig2(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
     data["n_tasks"] = data["n_tasks"].astype(int)
     data["width"] = width
     data["metric"] = metric
+    paper = [_paper_prompt_dt(int(n)) for n in data["n_tasks"]]
+    data["paper"] = [p["value"] if p else math.nan for p in paper]
+    data["paper_row"] = [p["row"] if p else "" for p in paper]
 
     setup_style()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.6), constrained_layout=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.8), constrained_layout=True)
     pos = _category_axis(ax1, data["n_tasks"])
     _category_axis(ax2, data["n_tasks"])
-    _errorbar(ax1, [pos[int(n)] for n in sc["n_tasks"]], sc, marker="o", color="C0")
-    ax1.set(xlabel=TASKS_LABEL, ylabel=SCORE_LABEL,
+    _errorbar(ax1, [pos[int(n)] for n in sc["n_tasks"]], sc, marker="o", color="C0", label="ours")
+    has_paper = data["paper"].notna()
+    if has_paper.any():  # the paper's Prompt-DT at the same task counts (Table 1), for scale
+        ax1.plot([pos[int(n)] for n in data.loc[has_paper, "n_tasks"]], data.loc[has_paper, "paper"], ls="none",
+                 marker="o", mfc="none", color="0.45", label="paper (Table 1)")
+        ax1.legend(loc="lower left", frameon=False)
+    # the whole 0-100 range: a 2-point difference must not look like a collapse
+    top = max(100.0, float(np.nanmax(sc["mean"] + sc["std"].fillna(0.0))) * 1.05)
+    ax1.set(xlabel=TASKS_LABEL, ylabel=SCORE_LABEL, ylim=(0, top),
             title=f"Prompt-DT score" + ("" if _nan(width) else f" (width {int(width)})"))
     _errorbar(ax2, [pos[int(n)] for n in cc["n_tasks"]], cc, marker="s", color="C3")
     ax2.set(xlabel=TASKS_LABEL, ylabel=_metric_label(metric), title="gradient conflict (all parameters)")
+    ax2.set_ylim(bottom=0)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     add_footnote(fig, preset, f"mean ± std over seeds; conflict: {conflict_model}, metric {metric}")
     save_figure(fig, prefix, data)
     return data
+
+
+def _paper_prompt_dt(n_tasks: int) -> dict | None:
+    """The paper's Prompt-DT score at `n_tasks` (Table 1: the Small row where given, else Large)."""
+    return paper_value("table1", "Prompt-DT-Small", n_tasks) or paper_value("table1", "Prompt-DT-Large", n_tasks)
 
 
 def _nan(v: object) -> bool:
