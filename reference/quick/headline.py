@@ -17,10 +17,9 @@ for model, run in RUNS.items():
             s = pd.read_csv(f).set_index("scope")["score_mean"]
             rows.append({"model": model, "training_seed": seed, **s.to_dict()})
 per_seed = pd.DataFrame(rows)
-cols = [c for c in per_seed.columns if c not in ("model", "training_seed")]
-agg = per_seed.groupby("model", sort=False)[cols].agg(["mean", "std", "count"])
+agg = per_seed.groupby("model", sort=False)["all"].agg(["mean", "std", "count"])
 out = per_seed.round(2)
 out.to_csv(HERE / "headline.csv", index=False)
 print(out.to_string(index=False))
 print()
-print(agg["all"].round(2).to_string())
+print(agg.round(2).to_string())
