@@ -15,10 +15,11 @@ from m3dt.cli import COMMANDS
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s arguments are added (each command imports its module)."""
-    parser = argparse.ArgumentParser(prog="python -m m3dt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m m3dt", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_args, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name == command:
             add_args(p)
     return parser

@@ -20,6 +20,7 @@ import heapq
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,13 +176,17 @@ def summarize(jobs: list[Job]) -> pd.DataFrame:
     return table.reset_index()
 
 
-def dry_run(target: str, configfile: str | None, snakefile: str | None) -> str:
-    """Printout of `snakemake <target> -n --forceall` (target first: --configfile takes several values)."""
+def dry_run(target: str, configfile: str | None, snakefile: str | None,
+            config: Sequence[str] = ()) -> str:
+    """Printout of `snakemake <target> -n --forceall` (target first: --configfile and --config
+    take several values), with `config` (KEY=VALUE overrides) passed on as `--config`."""
     cmd = [sys.executable, "-m", "snakemake", target, "-n", "--forceall", "--cores", "1"]
     if snakefile:
         cmd += ["--snakefile", snakefile]
     if configfile:
         cmd += ["--configfile", configfile]
+    if config:
+        cmd += ["--config", *config]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -190,6 +195,8 @@ def dry_run(target: str, configfile: str | None, snakefile: str | None) -> str:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", help="preset to plan (default: the Snakefile's config.yaml)")
+    p.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="Snakemake config overrides for the plan, as in `snakemake --config`")
     p.add_argument("--target", default="all", help="Snakemake target (default all)")
     p.add_argument("--snakefile", help="Snakefile (default: Snakemake's lookup in the current directory)")
     p.add_argument("--plan", type=Path, help="read a saved `snakemake -n --forceall` printout instead")
@@ -204,7 +211,7 @@ def _hms(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = args.plan.read_text() if args.plan else dry_run(args.target, args.configfile, args.snakefile)
+    text = args.plan.read_text() if args.plan else dry_run(args.target, args.configfile, args.snakefile, args.config)
     jobs = parse_plan(text)
     attach_times(jobs, args.root)
     table = summarize(jobs)

@@ -170,3 +170,16 @@ def test_bench_train_runs_one_case():
                            "--reps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "stage2" in done.stdout
+
+
+def test_cli_passes_config_overrides_and_takes_no_abbreviations(tmp_path):
+    """`--config KEY=VALUE` reaches Snakemake (a value the schema refuses fails the plan);
+    `--conf` is not silently taken as `--configfile`."""
+    base = [sys.executable, "-m", "m3dt", "budget", "--configfile", "workflow/presets/smoke.yaml",
+            "--root", str(tmp_path)]
+    bad = subprocess.run(base + ["--config", "training_seed_offset=-1"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "training_seed_offset" in bad.stderr
+    ok = subprocess.run(base + ["--config", "training_seed_offset=1"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    abbrev = subprocess.run(base + ["--conf", "x.yaml"], cwd=ROOT, capture_output=True, text=True)
+    assert abbrev.returncode != 0 and "unrecognized arguments" in abbrev.stderr

@@ -32,7 +32,7 @@ DATA_SUBCOMMANDS: dict[str, DataCommand] = {
 def add_data_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     for name, (help_text, add_args, _) in DATA_SUBCOMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
+        add_args(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False))
 
 
 def run_data(args: argparse.Namespace) -> int:
