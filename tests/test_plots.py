@@ -428,3 +428,15 @@ def test_cli_collect_scores(tmp_path):
                  "--out", str(tmp_path / "scores")]) == 0
     frame = pd.read_csv(tmp_path / "scores.csv")
     assert frame.loc[0, "score"] == 42.0 and frame.loc[0, "model"] == "mtdt"
+
+
+def test_score_axis_is_never_narrower_than_the_minimum_span():
+    from m3dt.plots.common import MIN_SCORE_SPAN, score_ylim
+
+    lo, hi = score_ylim([30.9, 29.1, 31.0])  # a 2-point difference: the axis spans 20 points around it
+    assert hi - lo == pytest.approx(MIN_SCORE_SPAN) and lo < 29.1 and hi > 31.0
+    assert score_ylim([1.0, 3.0]) == (0.0, MIN_SCORE_SPAN)  # never below 0
+    assert score_ylim([95.0, 99.0])[1] == pytest.approx(100.0)  # never above 100 when no value is
+    lo, hi = score_ylim([10.0, 90.0])  # a wide range: all values plus a margin
+    assert lo < 10.0 and hi > 90.0 and hi - lo == pytest.approx(88.0)
+    assert score_ylim([104.0, 110.0])[1] >= 110.0  # above the expert: still in view

@@ -161,6 +161,31 @@ def add_footnote(fig: plt.Figure, preset: str, extra: str = "") -> None:
 # ---------------------------------------------------------------------------------------
 
 
+#: the narrowest score axis a figure draws (normalised points): a difference of a few points,
+#: within the seed spread at reduced scale, must not fill the plot and look like an effect.
+MIN_SCORE_SPAN = 20.0
+
+
+def score_ylim(values: Iterable[float], min_span: float = MIN_SCORE_SPAN) -> tuple[float, float]:
+    """Y limits for a normalised-score axis: every value in view with a 5% margin, at least
+    `min_span` points wide (centred on the values), never below 0 and never above 100 unless a
+    value is (scores above 100 are possible: better than the expert)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    assert v.size, "score_ylim needs at least one finite value"
+    lo, hi = float(v.min()), float(v.max())
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    top = 100.0 if v.max() <= 100.0 else float(v.max()) * 1.02
+    if lo < 0:
+        lo, hi = 0.0, min(top, max(hi - lo, min_span))
+    if hi > top:
+        lo, hi = max(0.0, lo - (hi - top)), top
+    return lo, hi
+
+
 def _paths(prefix: str | os.PathLike, *suffixes: str) -> list[Path]:
     prefix = Path(prefix)
     if prefix.suffix in {".pdf", ".png", ".csv", ".md"}:

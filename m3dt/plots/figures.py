@@ -38,6 +38,7 @@ from m3dt.plots.common import (  # noqa: E402
     prepare_scores,
     require,
     save_figure,
+    score_ylim,
     setup_style,
 )
 
@@ -65,6 +66,12 @@ def _errorbar(ax: plt.Axes, x, stats: pd.DataFrame, **kw) -> None:
     yerr = stats["std"].to_numpy(float)
     yerr = None if np.all(np.isnan(yerr)) else np.nan_to_num(yerr)
     ax.errorbar(x, stats["mean"], yerr=yerr, capsize=2.5, lw=1.4, ms=4, **kw)
+
+
+def _bars(stats: pd.DataFrame) -> list[float]:
+    """Every value a mean ± std error bar reaches (for the axis limits)."""
+    sd = stats["std"].fillna(0.0)
+    return [*stats["mean"], *(stats["mean"] + sd), *(stats["mean"] - sd)]
 
 
 def _row_major(handles: list, ncols: int) -> list:
@@ -157,7 +164,8 @@ def fig2(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
             title=f"Prompt-DT score" + ("" if _nan(width) else f" (width {int(width)})"))
     _errorbar(ax2, [pos[int(n)] for n in cc["n_tasks"]], cc, marker="s", color="C3")
     ax2.set(xlabel=TASKS_LABEL, ylabel=_metric_label(metric), title="gradient conflict (all parameters)")
-    ax2.set_ylim(bottom=0)
+    if (cc["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
+        ax2.set_ylim(bottom=0)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     add_footnote(fig, preset, f"mean ± std over seeds; conflict: {conflict_model}, metric {metric}")
@@ -289,6 +297,7 @@ def fig6(scores: pd.DataFrame, prefix: str, preset: str, grouping: str | None = 
         handles.append(Line2D([], [], color="0.3", ls="--", label="Prompt-DT"))
     ax.set_xticks(sorted(ms["n_experts"].unique()))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+    ax.set_ylim(*score_ylim(_bars(ms) + ([] if ps is None else list(ps["mean"]))))
     ax.set(xlabel="number of experts", ylabel=SCORE_LABEL,
            title="M3DT: scaling the number of experts" + ("" if _nan(grouping) else f"\n({grouping} grouping)"))
     ax.grid(axis="y", alpha=0.3)
@@ -346,7 +355,10 @@ def fig7(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
     _errorbar(ax2, cs["step"], cs, marker="s", color="C3", ls="--", label="backbone conflict")
     ax.set_xlabel("backbone (stage-1) training step")
     ax.set_ylabel(SCORE_LABEL, color="C0")
+    ax.set_ylim(*score_ylim(_bars(ms)))
     ax2.set_ylabel(_metric_label(metric), color="C3")
+    if (cs["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
+        ax2.set_ylim(bottom=0)
     ax.tick_params(axis="y", colors="C0")
     ax2.tick_params(axis="y", colors="C3")
     ax.xaxis.set_major_formatter(FuncFormatter(_steps))
@@ -428,6 +440,7 @@ def fig9(scores: pd.DataFrame, prefix: str, preset: str, n_tasks: int | None = N
                                   label=f"{int(n)} tasks"))
     ax.set_xticks(sorted(data["n_experts"].unique()))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+    ax.set_ylim(*score_ylim(_bars(data)))
     title = "dense vs top-k router" + (f" ({int(common[0])} tasks)" if len(common) == 1 else "")
     ax.set(xlabel="number of experts", ylabel=SCORE_LABEL, title=title)
     ax.grid(axis="y", alpha=0.3)
