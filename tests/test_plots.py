@@ -209,6 +209,16 @@ def test_fig9(tmp_path):
     assert set(data["router"]) == {"dense", "topk"}
     t = data[(data["router"] == "topk") & (data["n_tasks"] == 10) & (data["n_experts"] == 8)]
     assert t["mean"].iloc[0] == pytest.approx(84 - 1.25 - 8)
+    assert "top_k" not in data.columns  # no k recorded: none reported
+
+
+def test_fig9_reports_k_of_each_topk_run(tmp_path):
+    s = synthetic_scores()
+    s["top_k"] = np.where(s["router"] == "topk", np.minimum(4, s["n_experts"] - 1), np.nan)
+    data = plots.fig9(s, tmp_path / "fig9", PRESET)
+    topk = data[data["router"] == "topk"]
+    assert len(topk) and all(k == min(4, e - 1) for e, k in zip(topk["n_experts"], topk["top_k"]))
+    assert data.loc[data["router"] == "dense", "top_k"].isna().all()
 
 
 def test_fig12(tmp_path):

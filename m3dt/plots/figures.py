@@ -392,7 +392,8 @@ def fig9(scores: pd.DataFrame, prefix: str, preset: str, n_tasks: int | None = N
 
     Dense: model m3dt (router dense or unset); top-k: model m3dt_topk (or m3dt with router
     topk). Every task count where both exist (or `n_tasks`), one line style per task count.
-    Returns router, n_tasks, n_experts, mean, std, n_seeds, grouping.
+    Returns router, n_tasks, n_experts, mean, std, n_seeds, grouping (and top_k, the k of
+    each top-k run, where the frame has that column).
     """
     what = "fig9"
     s = prepare_scores(scores, what)
@@ -420,7 +421,15 @@ def fig9(scores: pd.DataFrame, prefix: str, preset: str, n_tasks: int | None = N
     data = pd.concat([mean_std(dense, ["n_tasks", "n_experts"]).assign(router="dense"),
                       mean_std(topk, ["n_tasks", "n_experts"]).assign(router="topk")], ignore_index=True)
     data["grouping"] = grouping
-    data = data[["router", "n_tasks", "n_experts", "mean", "std", "n_seeds", "grouping"]]
+    cols = ["router", "n_tasks", "n_experts", "mean", "std", "n_seeds", "grouping"]
+    note = "mean ± std over seeds"
+    if "top_k" in topk.columns and topk["top_k"].notna().any():  # k per expert count (the workflow records it)
+        ks = topk.groupby("n_experts")["top_k"].max()
+        data["top_k"] = [ks.get(e, np.nan) if r == "topk" else np.nan
+                         for r, e in zip(data["router"], data["n_experts"])]
+        cols.append("top_k")
+        note = "top-k: " + ", ".join(f"k = {int(k)} of {int(e)}" for e, k in ks.items() if not _nan(k)) + "; " + note
+    data = data[cols]
 
     setup_style()
     fig, ax = plt.subplots(figsize=(3.6, 2.8), constrained_layout=True)
@@ -446,7 +455,7 @@ def fig9(scores: pd.DataFrame, prefix: str, preset: str, n_tasks: int | None = N
     ax.grid(axis="y", alpha=0.3)
     ncols = 2 if len(handles) <= 4 else 3  # column 1: the routers, then the task counts
     fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
-    add_footnote(fig, preset, "mean ± std over seeds")
+    add_footnote(fig, preset, note)
     save_figure(fig, prefix, data)
     return data
 

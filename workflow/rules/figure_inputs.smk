@@ -17,6 +17,7 @@ def pdt(n, s, width=None):
 
 
 def m3dt(n, s, E, grouping, router="dense", bstep=None, model="m3dt"):
+    extra = {"top_k": top_k(E)} if router == "topk" else {}
     return summary(n, s, m3dt_name(E, grouping, router, bstep)), P(
         model,
         n,
@@ -25,6 +26,7 @@ def m3dt(n, s, E, grouping, router="dense", bstep=None, model="m3dt"):
         grouping=grouping,
         router="topk" if router == "topk" else "dense",
         step=B_MAIN if bstep is None else int(bstep),
+        **extra,
     )
 
 
