@@ -224,7 +224,9 @@ def fig3(scores: pd.DataFrame, prefix: str, preset: str) -> pd.DataFrame:
     n_rows, n_cols = grid.shape
     fig, ax = plt.subplots(figsize=(max(3.5, 0.62 * n_cols + 1.9), max(2.2, 0.42 * n_rows + 1.3)),
                            constrained_layout=True)
+    vmin, vmax = score_ylim(data["mean"])  # ≥ 20 points of colour scale: noise is not a colour change
     sns.heatmap(grid.astype(float), annot=annot.to_numpy(), fmt="", cmap="viridis", ax=ax, linewidths=0.5,
+                vmin=vmin, vmax=vmax,
                 linecolor="white", annot_kws={"fontsize": 7},
                 cbar_kws={"label": SCORE_LABEL, "shrink": 0.9})
     ax.set_yticklabels([row_label(int(w)) for w in grid.index], rotation=0)
