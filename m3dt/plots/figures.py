@@ -165,7 +165,7 @@ def fig2(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
     _errorbar(ax2, [pos[int(n)] for n in cc["n_tasks"]], cc, marker="s", color="C3")
     ax2.set(xlabel=TASKS_LABEL, ylabel=_metric_label(metric), title="gradient conflict (all parameters)")
     if (cc["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
-        ax2.set_ylim(bottom=0)
+        ax2.set_ylim(0, 1.1 * float(np.nanmax(cc["mean"] + cc["std"].fillna(0.0))) or None)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     add_footnote(fig, preset, f"mean ± std over seeds; conflict: {conflict_model}, metric {metric}")
@@ -360,7 +360,7 @@ def fig7(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
     ax.set_ylim(*score_ylim(_bars(ms)))
     ax2.set_ylabel(_metric_label(metric), color="C3")
     if (cs["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
-        ax2.set_ylim(bottom=0)
+        ax2.set_ylim(0, 1.1 * float(np.nanmax(cs["mean"] + cs["std"].fillna(0.0))) or None)
     ax.tick_params(axis="y", colors="C0")
     ax2.tick_params(axis="y", colors="C3")
     ax.xaxis.set_major_formatter(FuncFormatter(_steps))
