@@ -180,7 +180,7 @@ def score_ylim(values: Iterable[float], min_span: float = MIN_SCORE_SPAN) -> tup
         lo, hi = mid - min_span / 2, mid + min_span / 2
     top = 100.0 if v.max() <= 100.0 else float(v.max()) * 1.02
     if lo < 0:
-        lo, hi = 0.0, min(top, max(hi - lo, min_span))
+        lo, hi = 0.0, min(top, hi - lo)
     if hi > top:
         lo, hi = max(0.0, lo - (hi - top)), top
     return lo, hi

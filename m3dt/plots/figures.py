@@ -74,6 +74,13 @@ def _bars(stats: pd.DataFrame) -> list[float]:
     return [*stats["mean"], *(stats["mean"] + sd), *(stats["mean"] - sd)]
 
 
+def _conflict_ylim(ax: plt.Axes, stats: pd.DataFrame) -> None:
+    """A conflict measure (all means ≥ 0) from 0 to 1.1 × its highest error bar, so its rise is
+    not exaggerated; a similarity (may be negative) keeps Matplotlib's limits."""
+    if (stats["mean"] >= 0).all():
+        ax.set_ylim(0, 1.1 * float(np.nanmax(_bars(stats))) or None)
+
+
 def _row_major(handles: list, ncols: int) -> list:
     """Reorder legend handles so that a column-filled legend of `ncols` columns reads row by row."""
     rows = -(-len(handles) // ncols)
@@ -164,8 +171,7 @@ def fig2(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
             title=f"Prompt-DT score" + ("" if _nan(width) else f" (width {int(width)})"))
     _errorbar(ax2, [pos[int(n)] for n in cc["n_tasks"]], cc, marker="s", color="C3")
     ax2.set(xlabel=TASKS_LABEL, ylabel=_metric_label(metric), title="gradient conflict (all parameters)")
-    if (cc["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
-        ax2.set_ylim(0, 1.1 * float(np.nanmax(cc["mean"] + cc["std"].fillna(0.0))) or None)
+    _conflict_ylim(ax2, cc)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     add_footnote(fig, preset, f"mean ± std over seeds; conflict: {conflict_model}, metric {metric}")
@@ -359,8 +365,7 @@ def fig7(scores: pd.DataFrame, conflict: pd.DataFrame, prefix: str, preset: str,
     ax.set_ylabel(SCORE_LABEL, color="C0")
     ax.set_ylim(*score_ylim(_bars(ms)))
     ax2.set_ylabel(_metric_label(metric), color="C3")
-    if (cs["mean"] >= 0).all():  # a conflict measure (≥ 0): from 0, so its rise is not exaggerated
-        ax2.set_ylim(0, 1.1 * float(np.nanmax(cs["mean"] + cs["std"].fillna(0.0))) or None)
+    _conflict_ylim(ax2, cs)
     ax.tick_params(axis="y", colors="C0")
     ax2.tick_params(axis="y", colors="C3")
     ax.xaxis.set_major_formatter(FuncFormatter(_steps))
@@ -427,8 +432,7 @@ def fig9(scores: pd.DataFrame, prefix: str, preset: str, n_tasks: int | None = N
     note = "mean ± std over seeds"
     if "top_k" in topk.columns and topk["top_k"].notna().any():  # k per expert count (the workflow records it)
         ks = topk.groupby("n_experts")["top_k"].max()
-        data["top_k"] = [ks.get(e, np.nan) if r == "topk" else np.nan
-                         for r, e in zip(data["router"], data["n_experts"])]
+        data["top_k"] = data["n_experts"].map(ks).where(data["router"] == "topk")
         cols.append("top_k")
         note = "top-k: " + ", ".join(f"k = {int(k)} of {int(e)}" for e, k in ks.items() if not _nan(k)) + "; " + note
     data = data[cols]
