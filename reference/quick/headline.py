@@ -1,6 +1,6 @@
 """The headline comparisons over two training seeds, from the evaluation summaries kept here:
 runs/ (training seed 0) and runs_t1/ (training_seed_offset 1, same tasks and data): the MT20
-Table 1/2 rows and the MT10/MT20 Prompt-DT of Fig. 2.
+Table 1/2 rows, the MT10/MT20 Prompt-DT of Fig. 2 and the MT10 M3DT rows of Table 1 (seed 0 only).
 Run from this folder: python headline.py  ->  headline.csv"""
 
 from pathlib import Path
@@ -10,6 +10,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 RUNS = [  # (task count, label, run folder)
     (10, "Prompt-DT (backbone, w64)", "prompt_dt_w64"),
+    (10, "M3DT-Gradient (E=4)", "m3dt_E4_gradient_b8000/router_dense"),
+    (10, "M3DT-Random (E=4)", "m3dt_E4_random_b8000/router_dense"),
     (20, "Prompt-DT (backbone, w64)", "prompt_dt_w64"),
     (20, "M3DT-Gradient (E=4)", "m3dt_E4_gradient_b8000/router_dense"),
     (20, "M3DT-Random (E=4)", "m3dt_E4_random_b8000/router_dense"),
