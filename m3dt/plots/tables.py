@@ -249,7 +249,7 @@ def table1(scores: pd.DataFrame, prefix: str, preset: str, single_task_gap: pd.D
                markdown_table(pd.DataFrame(grid, columns=["gap (score points)"] + [f"MT{n}" for n in counts])),
                "k = number of single-task tasks covered (tasks of the MT-n subsets with both scores). A "
                "single-task gap of similar size suggests the M3DT gap comes from our data/environments rather "
-               "than from the method."]
+               "than from the method; over few tasks (k = 1: one task) it says little."]
     md += ["", "Notes:", "- ours: mean ± std over seeds (sample std; – for one seed); paper: paper.md "
            "(≈ approximate, – not given).",
            "- † paper.md gives this M3DT number without saying which grouping variant it is."] + \
