@@ -34,6 +34,9 @@ so fewer updates, a compiled update (sbx/XLA) or a GPU are the levers, not the e
         --variants sb3 sbx --tasks cartpole-swingup            # a smoke test
 
 Writes `<out>/bench_sac.csv`, `<out>/bench_sac.md` (the table) and `<out>/jobs/*.json|log`.
+Rerun with the same `--out` after an interruption: a job whose result file holds the full
+budget with the same evaluation settings is reused (printed `reused`), the rest train again
+(a SAC job restarts from step 0: its replay buffer is not checkpointed).
 """
 
 from __future__ import annotations
@@ -196,7 +199,9 @@ def _worker(args: argparse.Namespace) -> int:
         os.environ["JAX_PLATFORMS"] = "cpu"
     row = run_job(variant, device, args.tasks[0], args.seeds[0], args.steps, args.learning_starts,
                   args.eval_episodes, args.eval_goals, args.deadline)
-    Path(args.result).write_text(json.dumps(row, indent=1))
+    tmp = Path(args.result).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(row, indent=1))
+    tmp.replace(args.result)  # a killed job leaves no result, so a rerun redoes it
     return 0
 
 
@@ -214,6 +219,13 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "-"
     return out
+
+
+def reusable(row: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Whether a job's result file from an earlier (interrupted) run answers this run's job:
+    the full env-step budget (not truncated) and the same evaluation and learning_starts."""
+    return (row["steps"] == args.steps and not row["truncated"] and row["eval_episodes"] == args.eval_episodes
+            and (args.learning_starts is None or row["config"]["learning_starts"] == args.learning_starts))
 
 
 def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
@@ -237,6 +249,12 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
                "--result", str(result)]
         if args.learning_starts is not None:
             cmd += ["--learning-starts", str(args.learning_starts)]
+        if result.exists():  # resume: a finished job of the same settings is reused, not retrained
+            row = json.loads(result.read_text())
+            if reusable(row, args):
+                print(f"reused {stem}: {row['steps_per_s']:.0f} steps/s, score {row['score']:.1f} ({result})",
+                      flush=True)
+                return row
         if deadline is not None:
             cmd += ["--deadline", str(deadline)]
         core = cores.get()

@@ -64,3 +64,39 @@ def test_markdown_table(bench):
 def test_baseline_is_required(bench, tmp_path):
     with pytest.raises(SystemExit, match="must include 'sb3'"):
         bench.main(["--variants", "sbx", "--tasks", "cartpole-swingup", "--out", str(tmp_path)])
+
+
+def _job(variant, device, task, steps=1000, truncated=False, eval_episodes=2, learning_starts=500):
+    row = _row(variant, device, task, 100.0, 50.0, steps / 100.0)
+    row.update(steps=steps, truncated=truncated, eval_episodes=eval_episodes, n_updates=0,
+               config={"learning_starts": learning_starts})
+    return row
+
+
+def test_finished_jobs_are_reused_on_a_rerun(bench, tmp_path, capsys):
+    """An interrupted benchmark resumes: result files of the same settings are read, not retrained."""
+    import json
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for stem, variant in (("sb3_cpu", "sb3"), ("sb3-utd0.5_cpu", "sb3-utd0.5")):
+        (jobs / f"{stem}__cartpole-swingup__s0.json").write_text(json.dumps(_job(variant, "cpu", "cartpole-swingup")))
+    rc = bench.main(["--variants", "sb3", "sb3-utd0.5", "--device", "cpu", "--tasks", "cartpole-swingup",
+                     "--steps", "1000", "--eval-episodes", "2", "--learning-starts", "500", "--jobs", "1",
+                     "--no-pin", "--out", str(tmp_path)])
+    assert rc in (0, None)
+    assert capsys.readouterr().out.count("reused ") == 2
+    table = pd.read_csv(tmp_path / "bench_sac.csv")
+    assert sorted(table["variant"]) == ["sb3", "sb3-utd0.5"]
+
+
+def test_reuse_needs_the_same_settings(bench):
+    import argparse
+
+    args = argparse.Namespace(steps=1000, eval_episodes=2, learning_starts=None)
+    assert bench.reusable(_job("sb3", "cpu", "a"), args)
+    assert not bench.reusable(_job("sb3", "cpu", "a", steps=500), args)  # another budget
+    assert not bench.reusable(_job("sb3", "cpu", "a", truncated=True), args)  # stopped by --max-minutes
+    assert not bench.reusable(_job("sb3", "cpu", "a", eval_episodes=5), args)
+    args.learning_starts = 100
+    assert not bench.reusable(_job("sb3", "cpu", "a"), args)
