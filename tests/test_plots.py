@@ -274,8 +274,12 @@ def test_table1(tmp_path):
     assert cell["n_experts"] == 8 and cell["step"] == 1000
     assert cell["mean"] == pytest.approx(82 - 2.5 + 8 + 1) and cell["std"] == pytest.approx(2.0)
     assert cell["n_seeds"] == 3
-    assert set(long["row"]) == {"MTDT", "Prompt-DT-Small (w=64)", "Prompt-DT-Large (w=256)", "M3DT-Random",
-                                "M3DT-Gradient"}
+    assert set(long["row"]) == {"MTDT", "Prompt-DT-Small (w=64)", "Prompt-DT (w=128, M3DT's backbone)",
+                                "Prompt-DT-Large (w=256)", "M3DT-Random", "M3DT-Gradient"}
+    # the width M3DT is built on gets its own row (between Small and Large, no paper number)
+    bb = long[(long["row"] == "Prompt-DT (w=128, M3DT's backbone)") & (long["n_tasks"] == 20)].iloc[0]
+    pdt = s[(s["model"] == "prompt_dt") & (s["width"] == 128) & (s["n_tasks"] == 20) & (s["step"] == 1000)]
+    assert bb["mean"] == pytest.approx(pdt["score"].mean()) and np.isnan(bb["paper"])
     small = long[(long["row"] == "Prompt-DT-Small (w=64)") & (long["n_tasks"] == 10)].iloc[0]
     assert small["paper"] == 88 and small["paper_approx"]
     m10 = long[(long["row"] == "M3DT-Gradient") & (long["n_tasks"] == 10)].iloc[0]
@@ -283,6 +287,8 @@ def test_table1(tmp_path):
     assert m10["gap"] == pytest.approx(m10["mean"] - 89.23)
     md = (tmp_path / "table1.md").read_text()
     assert "preset: smoke" in md and "≈88" in md and "89.23†" in md
+    order = [line.split(" |")[0] for line in md.splitlines() if line.startswith("| Prompt-DT")]
+    assert order == ["| Prompt-DT-Small (w=64)", "| Prompt-DT (w=128, M3DT's backbone)", "| Prompt-DT-Large (w=256)"]
     assert f"{82 - 2.5 + 8 + 1:.1f} ± 2.0" in md
     back = pd.read_csv(tmp_path / "table1.csv")
     assert back.loc[back["row"] == "M3DT-Gradient", "mean"].tolist() == pytest.approx(

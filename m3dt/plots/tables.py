@@ -136,6 +136,11 @@ def _table1_rows(s: pd.DataFrame) -> tuple[list[_Row], list[str]]:
             lo, hi = widths[0], widths[-1]
             rows.append(_Row(f"{name}-Small (w={int(lo)})", model,
                              lambda d, m=model, w=lo: d[(d["model"] == m) & (d["width"] == w)], f"{name}-Small"))
+            # the width M3DT is built on, when it is neither end: the comparison M3DT's gain is measured by
+            backbone = sorted(set(s.loc[(s["model"] == "m3dt") & s["width"].notna(), "width"]) & set(widths[1:-1]))
+            for w in backbone:
+                rows.append(_Row(f"{name} (w={int(w)}, M3DT's backbone)", model,
+                                 lambda d, m=model, w=w: d[(d["model"] == m) & (d["width"] == w)], None))
             rows.append(_Row(f"{name}-Large (w={int(hi)})", model,
                              lambda d, m=model, w=hi: d[(d["model"] == m) & (d["width"] == w)], f"{name}-Large"))
             notes.append(name)
@@ -169,7 +174,8 @@ def table1(scores: pd.DataFrame, prefix: str, preset: str, single_task_gap: pd.D
     """Main results per task count: ours (mean ± std over seeds) beside the paper's number.
 
     Rows: MTDT; Prompt-DT-Small/-Large (our smallest/largest width; one width: labelled by
-    it); HarmoDT-Small/-Large if model harmodt is present; M3DT-Random and M3DT-Gradient
+    it) with, between them, the width M3DT's runs are built on (no paper number: the paper
+    has no such row); HarmoDT-Small/-Large if model harmodt is present; M3DT-Random and M3DT-Gradient
     (model m3dt, dense router; per task count the largest expert count, or `n_experts`).
     A model with several backbone steps uses the step present at the most task counts (or
     `step`). Columns: each task count we ran. A paper number marked † is paper.md's "M3DT"
