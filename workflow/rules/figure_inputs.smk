@@ -48,7 +48,8 @@ def figure_scores(fig):
                 m3dt(N_MAX, s, E, G_FIG, r) for E in E_COUNTS for r in ("dense", "topk")
             ]
         elif fig == "table1":
-            ws = sorted({min(EXP["widths"]), max(EXP["widths"])})
+            # smallest, largest and the backbone width M3DT is built on (already trained)
+            ws = sorted({min(EXP["widths"]), WIDTH, max(EXP["widths"])})
             for n in TASK_COUNTS:
                 out.append((summary(n, s, dense_name("mtdt", WIDTH)), P("mtdt", n, s)))
                 out += [pdt(n, s, w) for w in ws]
