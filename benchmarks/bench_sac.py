@@ -174,6 +174,11 @@ def run_job(variant: Variant, device: str, name: str, seed: int, steps: int, lea
         if deadline is not None and time.time() > deadline and model.num_timesteps < steps:
             truncated = True
             break
+        n = int(model.num_timesteps)
+        if n % (10 * chunk) == 0 or n >= steps:  # progress in the job's log: rate and ETA
+            el = time.perf_counter() - t0
+            print(f"{name} seed {seed}: step {n}/{steps} ({100 * n // steps}%) {n / el:.0f} steps/s "
+                  f"ETA {(steps - n) * el / max(n, 1) / 60:.1f} min", flush=True)
     train_s = time.perf_counter() - t0
     done = int(model.num_timesteps)
     n_updates = int(getattr(model, "_n_updates", 0))
