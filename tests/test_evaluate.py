@@ -371,7 +371,11 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys):
     assert got["task"].tolist() == ref["task"].tolist()
     np.testing.assert_allclose(got["return"], ref["return"], rtol=1e-9)
     np.testing.assert_allclose(pd.read_csv(out)["normalized_score"], per_task(ref)["normalized_score"], rtol=1e-9)
-    assert pd.read_csv(summ)["scope"].tolist() == ["all", "ant_dir", "cheetah_vel"]
+    summary = pd.read_csv(summ)
+    assert summary["scope"].tolist() == ["all", "ant_dir", "cheetah_vel"]
+    # the model's parameter count as the paper counts them (with the authors' unused heads)
+    assert (summary["n_params"] == pol.model.num_params(authors_convention=True)).all()
+    assert pol.model.num_params(authors_convention=True) > sum(p.numel() for p in pol.model.parameters())
     assert "score_mean" in capsys.readouterr().out
 
 

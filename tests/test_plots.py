@@ -100,7 +100,8 @@ def test_collect_scores_two_summaries(tmp_path):
                   "score_mean": [70.0, 80.0, 55.0], "score_std": [1, 1, 1],
                   "success_rate": [0.8, 0.8, np.nan]}).to_csv(a, index=False)
     pd.DataFrame({"scope": ["all", "ant_dir"], "n_tasks": [20, 20], "n_episodes": [20, 20], "score_mean": [60.0, 60.0],
-                  "score_std": [2, 2], "success_rate": [np.nan, np.nan]}).to_csv(b, index=False)
+                  "score_std": [2, 2], "success_rate": [np.nan, np.nan],
+                  "n_params": [1466000, 1466000]}).to_csv(b, index=False)  # written by evaluate_to_files
     frame = plots.collect_scores([a, b], [
         {"model": "m3dt", "n_tasks": 10, "seed": 0, "width": 256, "n_experts": 8, "grouping": "random",
          "router": "dense", "step": 400},
@@ -113,6 +114,7 @@ def test_collect_scores_two_summaries(tmp_path):
     assert frame.loc[0, "n_experts"] == 8 and math.isnan(frame.loc[1, "n_experts"])
     assert frame["model"].tolist() == ["m3dt", "prompt_dt"]
     assert frame["source"].tolist() == [str(a), str(b)]
+    assert math.isnan(frame.loc[0, "n_params"]) and frame.loc[1, "n_params"] == 1466000
 
 
 def test_collect_scores_errors(tmp_path):

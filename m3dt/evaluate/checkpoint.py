@@ -23,6 +23,7 @@ import pandas as pd
 from m3dt import tasks as registry
 from m3dt.evaluate.rollout import ACTION_HISTORIES, evaluate
 from m3dt.evaluate.scores import summarize, write_scores
+from m3dt.checkpoint import load_model
 from m3dt.policy import BEST, load_policy
 
 log = logging.getLogger("m3dt.evaluate")
@@ -93,6 +94,14 @@ def evaluate_checkpoint(
                     bf16=cfg.bf16)
 
 
+def checkpoint_num_params(checkpoint: str | os.PathLike) -> int:
+    """Parameter count of a policy checkpoint's model, counted as the paper counts them
+    (`num_params(authors_convention=True)`: with the heads the authors' model holds unused)."""
+    model, _ = load_model(checkpoint)
+    count = getattr(model, "num_params", None)
+    return int(count(authors_convention=True)) if count else sum(p.numel() for p in model.parameters())
+
+
 def evaluate_to_files(
     checkpoint: str | os.PathLike,
     scores_csv: str | os.PathLike,
@@ -103,9 +112,11 @@ def evaluate_to_files(
 ) -> pd.DataFrame:
     """`evaluate_checkpoint`, then its files (`m3dt.evaluate.scores.write_scores`, atomically):
     `scores_csv` one row per task, `summary_csv` the mean over tasks for "all" and each
-    suite, `episodes_csv` one row per episode. Returns the per-episode frame."""
+    suite, `episodes_csv` one row per episode; the summary also gives the model's parameter
+    count (`n_params`, as the paper counts them: `num_params(authors_convention=True)`).
+    Returns the per-episode frame."""
     df = evaluate_checkpoint(checkpoint, cfg, tasks)
-    write_scores(df, scores_csv, summary_csv, episodes_csv)
+    write_scores(df, scores_csv, summary_csv, episodes_csv, n_params=checkpoint_num_params(checkpoint))
     overall = summarize(df).iloc[0]
     log.info("%s: score %.2f over %d tasks -> %s", checkpoint, overall["score_mean"], overall["n_tasks"], scores_csv)
     return df

@@ -11,9 +11,10 @@ episodes (paper.md §3), so a task with 10 episodes weighs as much as one with 1
   n_tasks, n_episodes, score_mean (mean over tasks), score_std (std over tasks, ddof 0,
   0 for a single task), success_rate (mean over the Meta-World tasks of their success
   rates; NaN when the scope has none). Accepts the per-episode frame or `per_task`'s.
-- `write_scores(df, per_task_csv, summary_csv, episodes_csv)`: the CSV files, each
-  written atomically (`m3dt.io.atomic_path`), all renamed into place only once every one
-  of them was written.
+- `write_scores(df, per_task_csv, summary_csv, episodes_csv, n_params)`: the CSV files,
+  each written atomically (`m3dt.io.atomic_path`), all renamed into place only once every
+  one of them was written; `n_params` (the evaluated model's parameter count) adds a
+  column of that name to the summary.
 """
 
 from __future__ import annotations
@@ -75,9 +76,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_scores(df: pd.DataFrame, per_task_csv: str | Path | None, summary_csv: str | Path | None = None,
-                 episodes_csv: str | Path | None = None) -> dict[str, Path]:
-    """Write `per_task(df)`, `summarize(df)` and the episode rows (each optional) atomically."""
-    frames = {"per_task": (per_task_csv, per_task), "summary": (summary_csv, summarize),
+                 episodes_csv: str | Path | None = None, n_params: int | None = None) -> dict[str, Path]:
+    """Write `per_task(df)`, `summarize(df)` (with an `n_params` column when given) and the
+    episode rows (each optional) atomically."""
+
+    def summary(d: pd.DataFrame) -> pd.DataFrame:
+        out = summarize(d)
+        if n_params is not None:
+            out["n_params"] = int(n_params)
+        return out
+
+    frames = {"per_task": (per_task_csv, per_task), "summary": (summary_csv, summary),
               "episodes": (episodes_csv, lambda d: d)}
     out: dict[str, Path] = {}
     with contextlib.ExitStack() as stack:

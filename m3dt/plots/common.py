@@ -18,7 +18,8 @@ router             dense | topk (NaN for models without a router)
 step               training step of the backbone the run was built on (Fig. 7; NaN if unknown)
 score              mean normalised score over the run's tasks, 0-100 (the summary's "all" row)
 score_<suite>      optional: the same over one suite (metaworld, dmc, ant_dir, cheetah_vel)
-n_params           optional: parameter count (used for axis labels when present)
+n_params           optional: parameter count, as the paper counts them (axis labels when present;
+                   `collect_scores` takes it from the summary's `n_params` column)
 =================  ==========================================================================
 
 Only `model`, `n_tasks`, `seed` and `score` are required; missing optional columns are read
@@ -346,6 +347,8 @@ def collect_scores(summary_paths: Sequence[str | os.PathLike], params: Sequence[
             log.warning("collect_scores: %s evaluated %d tasks but the run is MT-%s", path,
                         int(allrow["n_tasks"]), row["n_tasks"])
         row["score"] = float(allrow["score_mean"])
+        if _isnan(row.get("n_params")) and "n_params" in summary.columns and not _isnan(allrow["n_params"]):
+            row["n_params"] = int(allrow["n_params"])  # the evaluated model's count (evaluation summary)
         if "success_rate" in summary.columns:
             row["success_rate"] = float(allrow["success_rate"])
         for scope, r in by_scope.items():
