@@ -184,6 +184,30 @@ def test_fig3(tmp_path):
     assert len(data) == 3 * len(TASK_COUNTS)
     cell = data[(data["width"] == 256) & (data["n_tasks"] == 20)].iloc[0]
     assert cell["mean"] == pytest.approx(80 - 5 + 4) and cell["n_seeds"] == 3
+    assert "n_params" not in data.columns  # no counts in the frame: rows labelled by width only
+
+
+def test_fig3_labels_rows_with_parameter_counts(tmp_path):
+    import matplotlib.pyplot as plt
+
+    s = synthetic_scores()
+    counts = {64: 438000, 256: 5_300_000}  # width 128 unknown: labelled by its width alone
+    s["n_params"] = s["width"].map(counts)
+    shown = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *a, **k):  # read the heatmap's row labels when the figure is saved
+        shown.append([t.get_text() for t in fig.axes[0].get_yticklabels()])
+        return real_savefig(fig, *a, **k)
+
+    plt.Figure.savefig = spy
+    try:
+        data = plots.fig3(s, tmp_path / "fig3", PRESET)
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert shown and shown[0] == ["256 (5.3M)", "128", "64 (0.438M)"]
+    assert data.loc[data["width"] == 64, "n_params"].tolist() == [438000] * len(TASK_COUNTS)
+    assert pd.read_csv(tmp_path / "fig3.csv")["n_params"].dropna().astype(int).eq(data["n_params"].dropna()).all()
 
 
 def test_fig6(tmp_path):

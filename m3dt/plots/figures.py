@@ -208,6 +208,7 @@ def fig3(scores: pd.DataFrame, prefix: str, preset: str) -> pd.DataFrame:
     data = mean_std(pdt, ["width", "n_tasks"])
     if "n_params" in pdt.columns and pdt["n_params"].notna().any():
         data = data.merge(pdt.groupby("width")["n_params"].median().reset_index(), on="width", how="left")
+        data["n_params"] = data["n_params"].round().astype("Int64")  # a count (NA where unknown)
     data = data.sort_values(["width", "n_tasks"]).reset_index(drop=True)
     data[["width", "n_tasks"]] = data[["width", "n_tasks"]].astype(int)
 
@@ -222,8 +223,8 @@ def fig3(scores: pd.DataFrame, prefix: str, preset: str) -> pd.DataFrame:
     def row_label(w: int) -> str:
         if "n_params" in data.columns:
             p = data.loc[data["width"] == w, "n_params"].iloc[0]
-            if not np.isnan(p):
-                return f"{w} ({p / 1e6:.3g}M)"
+            if not pd.isna(p):
+                return f"{w} ({int(p) / 1e6:.3g}M)"
         return str(w)
 
     setup_style()
