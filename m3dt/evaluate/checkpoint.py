@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from m3dt import tasks as registry
+from m3dt.checkpoint import load_model
 from m3dt.evaluate.rollout import ACTION_HISTORIES, evaluate
 from m3dt.evaluate.scores import summarize, write_scores
-from m3dt.checkpoint import load_model
 from m3dt.policy import BEST, load_policy
 
 log = logging.getLogger("m3dt.evaluate")
