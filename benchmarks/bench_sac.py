@@ -33,7 +33,9 @@ so fewer updates, a compiled update (sbx/XLA) or a GPU are the levers, not the e
     python benchmarks/bench_sac.py --steps 2000 --learning-starts 500 --jobs 1 \\
         --variants sb3 sbx --tasks cartpole-swingup            # a smoke test
 
-Writes `<out>/bench_sac.csv`, `<out>/bench_sac.md` (the table) and `<out>/jobs/*.json|log`.
+Writes `<out>/bench_sac.csv`, `<out>/bench_sac.md` (the table) and `<out>/jobs/*.json|log`;
+with several seeds also `<out>/bench_sac_seeds.csv`: per task and variant pooled over seeds
+(score mean ± std, the cost ratio of the means; seeds of two variants are not paired runs).
 Rerun with the same `--out` after an interruption: a job whose result file holds the full
 budget with the same evaluation settings is reused (printed `reused`), the rest train again
 (a SAC job restarts from step 0: its replay buffer is not checkpointed).
@@ -325,6 +327,34 @@ def summary(frame):
                  speedup=("speedup", gmean), cost_ratio=("cost_ratio", gmean)).reset_index()
 
 
+def over_seeds(frame, base_device: str = "auto"):
+    """Per task and variant, pooled over seeds: score mean and std (ddof 1), mean steps/s,
+    and `cost_ratio` of the means, (mean s / mean score)(sb3) / (mean s / mean score): the
+    seeds of two variants are not paired runs (different update schedules diverge at once),
+    so pooling is the fairer comparison than the per-seed ratios' mean. Then one row per
+    variant: geometric means over tasks of the pooled speed-up and cost ratio."""
+    import numpy as np
+
+    g = frame.groupby(["task", "variant", "device", "platform"], sort=False)
+    per = g.agg(seeds=("seed", "nunique"), score=("score", "mean"), score_std=("score", "std"),
+                steps_per_s=("steps_per_s", "mean"), train_s=("train_s", "mean")).reset_index()
+    per["s_per_score"] = per["train_s"] / per["score"].clip(lower=1.0)
+    base = per[(per["variant"] == BASELINE) & (per["device"] == base_device)].set_index("task")
+    per["speedup"] = per["steps_per_s"] / per["task"].map(base["steps_per_s"])
+    per["cost_ratio"] = per["task"].map(base["s_per_score"]) / per["s_per_score"]
+    per = per.drop(columns=["train_s", "s_per_score"])
+
+    def gmean(x):
+        x = np.asarray(x, dtype=float)
+        x = x[np.isfinite(x) & (x > 0)]
+        return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
+
+    overall = per.groupby(["variant", "device", "platform"], sort=False).agg(
+        tasks=("task", "nunique"), score=("score", "mean"), speedup=("speedup", gmean),
+        cost_ratio=("cost_ratio", gmean)).reset_index()
+    return per, overall
+
+
 def markdown(frame, float_fmt: str = "{:.3g}") -> str:
     """A pipe table (no `tabulate` needed)."""
     cols = list(frame.columns)
@@ -352,6 +382,12 @@ def report(rows: list[dict[str, Any]], out: Path, header: str, base_device: str 
     frame.to_csv(out / "bench_sac.csv", index=False)
     text = (f"{header}\n\n" + markdown(frame[TABLE_COLUMNS]) + "\n\nPer variant (geometric means over tasks):\n\n"
             + markdown(summary(frame)) + "\n")
+    if frame["seed"].nunique() > 1:
+        per, overall = over_seeds(frame, base_device)
+        per.to_csv(out / "bench_sac_seeds.csv", index=False)
+        text += ("\nPooled over seeds (score mean ± std over seeds; cost ratio of the means):\n\n"
+                 + markdown(per) + "\n\nPer variant, pooled over seeds (geometric means over tasks):\n\n"
+                 + markdown(overall) + "\n")
     (out / "bench_sac.md").write_text(text)
     return text
 

@@ -79,15 +79,21 @@ def test_finished_jobs_are_reused_on_a_rerun(bench, tmp_path, capsys):
 
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    for stem, variant in (("sb3_cpu", "sb3"), ("sb3-utd0.5_cpu", "sb3-utd0.5")):
-        (jobs / f"{stem}__cartpole-swingup__s0.json").write_text(json.dumps(_job(variant, "cpu", "cartpole-swingup")))
+    for seed in (0, 1):
+        for stem, variant in (("sb3_cpu", "sb3"), ("sb3-utd0.5_cpu", "sb3-utd0.5")):
+            row = _job(variant, "cpu", "cartpole-swingup")
+            row["seed"] = seed
+            (jobs / f"{stem}__cartpole-swingup__s{seed}.json").write_text(json.dumps(row))
     rc = bench.main(["--variants", "sb3", "sb3-utd0.5", "--device", "cpu", "--tasks", "cartpole-swingup",
-                     "--steps", "1000", "--eval-episodes", "2", "--learning-starts", "500", "--jobs", "1",
-                     "--no-pin", "--out", str(tmp_path)])
+                     "--seeds", "0", "1", "--steps", "1000", "--eval-episodes", "2", "--learning-starts", "500",
+                     "--jobs", "1", "--no-pin", "--out", str(tmp_path)])
     assert rc in (0, None)
-    assert capsys.readouterr().out.count("reused ") == 2
+    out = capsys.readouterr().out
+    assert out.count("reused ") == 4 and "Pooled over seeds" in out
     table = pd.read_csv(tmp_path / "bench_sac.csv")
-    assert sorted(table["variant"]) == ["sb3", "sb3-utd0.5"]
+    assert sorted(table["variant"]) == ["sb3", "sb3", "sb3-utd0.5", "sb3-utd0.5"]
+    pooled = pd.read_csv(tmp_path / "bench_sac_seeds.csv")
+    assert pooled["seeds"].tolist() == [2, 2]
 
 
 def test_reuse_needs_the_same_settings(bench):
@@ -100,3 +106,23 @@ def test_reuse_needs_the_same_settings(bench):
     assert not bench.reusable(_job("sb3", "cpu", "a", eval_episodes=5), args)
     args.learning_starts = 100
     assert not bench.reusable(_job("sb3", "cpu", "a"), args)
+
+
+def test_pooled_over_seeds(bench):
+    """Several seeds: the cost ratio of the means per task, then geometric means over tasks."""
+    rows = []
+    for seed, (b_score, v_score) in enumerate([(40.0, 60.0), (80.0, 60.0)]):
+        for variant, score, train_s in (("sb3", b_score, 200.0), ("sb3-utd0.5", v_score, 100.0)):
+            r = _row(variant, "cpu", "a", 1000 / train_s, score, train_s)
+            r["seed"] = seed
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    per, overall = bench.over_seeds(frame, "cpu")
+    v = per.set_index("variant").loc["sb3-utd0.5"]
+    assert v["seeds"] == 2 and v["score"] == pytest.approx(60.0) and v["score_std"] == pytest.approx(0.0)
+    # means: sb3 200 s for 60 points, utd0.5 100 s for 60 points -> 2x cheaper per unit of score
+    assert v["speedup"] == pytest.approx(2.0) and v["cost_ratio"] == pytest.approx(2.0)
+    # the per-seed ratios would say otherwise: 3x on seed 0, 1.5x on seed 1
+    paired = bench.add_ratios(frame, "cpu")
+    assert sorted(paired.loc[paired["variant"] == "sb3-utd0.5", "cost_ratio"]) == pytest.approx([1.5, 3.0])
+    assert overall.set_index("variant").loc["sb3-utd0.5", "cost_ratio"] == pytest.approx(2.0)
