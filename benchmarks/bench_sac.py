@@ -261,7 +261,7 @@ def _run_all(args: argparse.Namespace, specs: list[tuple[str, str, int]]) -> lis
             if reusable(row, args):
                 print(f"reused {stem}: {row['steps_per_s']:.0f} steps/s, score {row['score']:.1f} ({result})",
                       flush=True)
-                return row
+                return {**row, "reused": True}
         if deadline is not None:
             cmd += ["--deadline", str(deadline)]
         core = cores.get()
@@ -455,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no job finished", file=sys.stderr)
         return 1
-    text = report(rows, out, header + f"; wall {time.perf_counter() - t0:.0f}s", args.device)
+    n_reused = sum(bool(r.pop("reused", False)) for r in rows)
+    text = report(rows, out, header + f"; wall {time.perf_counter() - t0:.0f}s"
+                  + (f" ({n_reused} of {len(rows)} jobs reused from an earlier run)" if n_reused else ""), args.device)
     print(text)
     print(f"-> {out / 'bench_sac.csv'}, {out / 'bench_sac.md'}")
     return 0 if len(rows) == len(specs) else 2

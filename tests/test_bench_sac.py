@@ -89,7 +89,8 @@ def test_finished_jobs_are_reused_on_a_rerun(bench, tmp_path, capsys):
                      "--jobs", "1", "--no-pin", "--out", str(tmp_path)])
     assert rc in (0, None)
     out = capsys.readouterr().out
-    assert out.count("reused ") == 4 and "Pooled over seeds" in out
+    assert sum(line.startswith("reused ") for line in out.splitlines()) == 4 and "(4 of 4 jobs reused" in out
+    assert "Pooled over seeds" in out
     table = pd.read_csv(tmp_path / "bench_sac.csv")
     assert sorted(table["variant"]) == ["sb3", "sb3", "sb3-utd0.5", "sb3-utd0.5"]
     pooled = pd.read_csv(tmp_path / "bench_sac_seeds.csv")
