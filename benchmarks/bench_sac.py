@@ -313,18 +313,20 @@ def add_ratios(frame, base_device: str = "auto"):
     return frame
 
 
-def summary(frame):
-    """Per variant (and device) over tasks and seeds: geometric-mean speedup and cost ratio."""
+def _gmean(x) -> float:
+    """Geometric mean of the finite positive values (NaN if none)."""
     import numpy as np
 
-    def gmean(x):
-        x = np.asarray(x, dtype=float)
-        x = x[np.isfinite(x) & (x > 0)]
-        return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
 
+
+def summary(frame):
+    """Per variant (and device) over tasks and seeds: geometric-mean speedup and cost ratio."""
     g = frame.groupby(["variant", "device", "platform"], sort=False)
     return g.agg(rows=("task", "count"), steps_per_s=("steps_per_s", "mean"), score=("score", "mean"),
-                 speedup=("speedup", gmean), cost_ratio=("cost_ratio", gmean)).reset_index()
+                 speedup=("speedup", _gmean), cost_ratio=("cost_ratio", _gmean)).reset_index()
 
 
 def over_seeds(frame, base_device: str = "auto"):
@@ -333,8 +335,6 @@ def over_seeds(frame, base_device: str = "auto"):
     seeds of two variants are not paired runs (different update schedules diverge at once),
     so pooling is the fairer comparison than the per-seed ratios' mean. Then one row per
     variant: geometric means over tasks of the pooled speed-up and cost ratio."""
-    import numpy as np
-
     g = frame.groupby(["task", "variant", "device", "platform"], sort=False)
     per = g.agg(seeds=("seed", "nunique"), score=("score", "mean"), score_std=("score", "std"),
                 steps_per_s=("steps_per_s", "mean"), train_s=("train_s", "mean")).reset_index()
@@ -344,14 +344,9 @@ def over_seeds(frame, base_device: str = "auto"):
     per["cost_ratio"] = per["task"].map(base["s_per_score"]) / per["s_per_score"]
     per = per.drop(columns=["train_s", "s_per_score"])
 
-    def gmean(x):
-        x = np.asarray(x, dtype=float)
-        x = x[np.isfinite(x) & (x > 0)]
-        return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
-
     overall = per.groupby(["variant", "device", "platform"], sort=False).agg(
-        tasks=("task", "nunique"), score=("score", "mean"), speedup=("speedup", gmean),
-        cost_ratio=("cost_ratio", gmean)).reset_index()
+        tasks=("task", "nunique"), score=("score", "mean"), speedup=("speedup", _gmean),
+        cost_ratio=("cost_ratio", _gmean)).reset_index()
     return per, overall
 
 
