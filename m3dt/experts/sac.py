@@ -175,9 +175,9 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
     settings changed. Evaluation covers `eval_tasks` (default: every task the expert
     covers). Returns the expert.json content.
     """
-    cfg = cfg or ExpertConfig()
     log = log or LOG
     name = expert_name(name)
+    cfg = (cfg or ExpertConfig()).for_expert(name)  # a family's own train_freq, where set
     kind = expert_kind(name)
     out = Path(out_dir) if out_dir is not None else Path("results/experts") / name
     out.mkdir(parents=True, exist_ok=True)
