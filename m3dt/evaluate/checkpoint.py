@@ -19,12 +19,12 @@ import os
 from collections.abc import Sequence
 
 import pandas as pd
+import torch
 
 from m3dt import tasks as registry
-from m3dt.checkpoint import load_model
 from m3dt.evaluate.rollout import ACTION_HISTORIES, evaluate
 from m3dt.evaluate.scores import summarize, write_scores
-from m3dt.policy import BEST, load_policy
+from m3dt.policy import BEST, Policy, load_policy
 
 log = logging.getLogger("m3dt.evaluate")
 
@@ -66,6 +66,29 @@ def error_message(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
+def _load_checked(checkpoint: str | os.PathLike, cfg: EvalConfig, tasks: Sequence[str] | None) -> tuple[Policy, tuple[str, ...]]:
+    """The checkpoint's policy and the tasks to evaluate, or `BadEvalInput` before any rollout
+    (the checkpoint cannot be loaded, a task is unknown or untrained, or `cfg.prompt_episode`
+    does not exist for a task)."""
+    try:
+        names = registry.resolve(tasks) if tasks is not None else None
+        policy = load_policy(checkpoint, cfg.device)
+        names = tuple(policy.tasks) if names is None else tuple(names)
+        for n in names:  # fail before any rollout: unknown task or prompt episode
+            policy.prompt(n, cfg.prompt_episode)
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as e:
+        raise BadEvalInput(error_message(e)) from e
+    return policy, names
+
+
+def _roll_out(policy: Policy, checkpoint: str | os.PathLike, names: Sequence[str], cfg: EvalConfig) -> pd.DataFrame:
+    """The per-episode frame of `policy` (workers > 1: each worker loads `checkpoint` itself)."""
+    source = policy if cfg.workers == 1 else checkpoint
+    return evaluate(source, names, episodes=cfg.episodes, seed=cfg.seed, workers=cfg.workers, device=cfg.device,
+                    prompt_episode=cfg.prompt_episode, max_steps=cfg.max_steps, action_history=cfg.action_history,
+                    bf16=cfg.bf16)
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     cfg: EvalConfig = EvalConfig(),
@@ -77,27 +100,13 @@ def evaluate_checkpoint(
     Raises `BadEvalInput` before any rollout when the checkpoint cannot be loaded, a task
     is unknown or untrained, or `cfg.prompt_episode` does not exist for a task.
     """
-    try:
-        names = registry.resolve(tasks) if tasks is not None else None
-        policy = load_policy(checkpoint, cfg.device)
-        names = tuple(policy.tasks) if names is None else names
-        for n in names:  # fail before any rollout: unknown task or prompt episode
-            policy.prompt(n, cfg.prompt_episode)
-    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as e:
-        raise BadEvalInput(error_message(e)) from e
-
-    source = policy if cfg.workers == 1 else checkpoint
-    if cfg.workers > 1:
-        del policy  # each worker loads the checkpoint itself
-    return evaluate(source, names, episodes=cfg.episodes, seed=cfg.seed, workers=cfg.workers, device=cfg.device,
-                    prompt_episode=cfg.prompt_episode, max_steps=cfg.max_steps, action_history=cfg.action_history,
-                    bf16=cfg.bf16)
+    policy, names = _load_checked(checkpoint, cfg, tasks)
+    return _roll_out(policy, checkpoint, names, cfg)
 
 
-def checkpoint_num_params(checkpoint: str | os.PathLike) -> int:
-    """Parameter count of a policy checkpoint's model, counted as the paper counts them
+def model_num_params(model: torch.nn.Module) -> int:
+    """Parameter count of a policy's model, counted as the paper counts them
     (`num_params(authors_convention=True)`: with the heads the authors' model holds unused)."""
-    model, _ = load_model(checkpoint)
     count = getattr(model, "num_params", None)
     return int(count(authors_convention=True)) if count else sum(p.numel() for p in model.parameters())
 
@@ -115,8 +124,10 @@ def evaluate_to_files(
     suite, `episodes_csv` one row per episode; the summary also gives the model's parameter
     count (`n_params`, as the paper counts them: `num_params(authors_convention=True)`).
     Returns the per-episode frame."""
-    df = evaluate_checkpoint(checkpoint, cfg, tasks)
-    write_scores(df, scores_csv, summary_csv, episodes_csv, n_params=checkpoint_num_params(checkpoint))
+    policy, names = _load_checked(checkpoint, cfg, tasks)
+    n_params = model_num_params(policy.model)  # the loaded model's count: the checkpoint is read once
+    df = _roll_out(policy, checkpoint, names, cfg)
+    write_scores(df, scores_csv, summary_csv, episodes_csv, n_params=n_params)
     overall = summarize(df).iloc[0]
     log.info("%s: score %.2f over %d tasks -> %s", checkpoint, overall["score_mean"], overall["n_tasks"], scores_csv)
     return df
