@@ -129,3 +129,24 @@ def test_max_train_seconds_stops_early_and_keeps_the_expert(tmp_path):
     assert meta["stopped_early"] and meta["budget_steps"] == 400 and meta["train_steps"] == 100
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / TASK / "curve.csv"))] == [0, 100]
     assert (tmp_path / TASK / "policy.pt").exists() and meta["status"] == "done"
+
+
+def test_list_bundled_says_what_a_benchmark_trains(trained, capsys):
+    """`data list-bundled --benchmark N --seeds ...`: the SAC experts of those benchmarks, bundled
+    or to train; the package's bundle covers the quick preset (MT10 and MT20 of seed 0)."""
+    from m3dt import tasks
+    from m3dt.__main__ import main
+    from m3dt.experts.bundle import needed_sac_experts
+    from m3dt.experts.names import expert_kind, expert_names
+
+    needed = needed_sac_experts(10, [0])
+    assert needed == [e for e in expert_names(tasks.benchmark(10, 0)) if expert_kind(e) != "scripted"]
+    assert {"ant-dir", "cheetah-vel"} <= set(needed) and {expert_kind(e) for e in needed} == {"sac", "sac-goal"}
+    for n in (10, 20):
+        assert main(["data", "list-bundled", "--benchmark", str(n), "--seeds", "0"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1].endswith(" 0 to train")
+    assert main(["data", "list-bundled", "--benchmark", "10", "--root", str(trained / "bundle")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"MT10, seeds 0: {len(needed)} SAC experts, 0 bundled, {len(needed)} to train"
+    assert main(["data", "list-bundled", "--root", str(trained / "bundle")]) == 0
+    assert capsys.readouterr().out.split()[:5] == [TASK, "250", "env", "steps", "UTD"]

@@ -148,13 +148,35 @@ def _bundle_run(args) -> int:
 
 def _list_args(p) -> None:
     p.add_argument("--root", help="bundle folder (default: the package's)")
+    p.add_argument("--benchmark", type=int, metavar="N",
+                   help="instead: the SAC experts the MT-N benchmark needs, bundled or to train")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="benchmark seeds (with --benchmark; default 0)")
+
+
+def needed_sac_experts(n: int, seeds: list[int]) -> list[str]:
+    """The SAC experts (DMC tasks and families) of the MT-n benchmarks of `seeds`, in order."""
+    from m3dt import tasks
+    from m3dt.experts.names import expert_kind, expert_names
+
+    names = expert_names([t for seed in seeds for t in tasks.benchmark(n, seed)])
+    return [e for e in names if expert_kind(e) != "scripted"]
 
 
 def _list_run(args) -> int:
     names = bundled_names(args.root)
+    if args.benchmark is not None:
+        needed = needed_sac_experts(args.benchmark, args.seeds)
+        missing = [e for e in needed if e not in names]
+        for e in needed:
+            print(f"{e:24s} {'bundled' if e in names else 'trains (no bundled expert)'}")
+        print(f"MT{args.benchmark}, seeds {' '.join(map(str, args.seeds))}: {len(needed)} SAC experts, "
+              f"{len(needed) - len(missing)} bundled, {len(missing)} to train")
+        return 0
     for n in names:
         meta = read_bundle_meta(bundled_dir(n, args.root))
-        print(f"{n:20s} {meta['train_steps']:>8d} env steps  score {meta['score_mean_over_tasks']:6.1f}  "
+        cfg = meta.get("config", {})
+        utd = float(cfg.get("gradient_steps", 1)) / float(cfg.get("train_freq", 1))
+        print(f"{n:24s} {meta['train_steps']:>8d} env steps  UTD {utd:<4g} score {meta['score_mean_over_tasks']:6.1f}  "
               f"({len(meta['tasks'])} task(s))")
     if not names:
         print("no bundled experts")
