@@ -174,10 +174,15 @@ class Meter:
                 env.reset()
         return (time.perf_counter() - t0) / n
 
+    def sac(self, expert: str = "cheetah-run") -> tuple[float, float]:
+        """(seconds per SAC env step with its update, seconds per policy action) of the SAC
+        expert `expert`'s settings (a family's own `family_train_freq`), measured on cheetah-run."""
+        return self._sac(int(self.experts.for_expert(expert).train_freq))
+
     @lru_cache(maxsize=None)
-    def sac(self) -> tuple[float, float]:
-        """(seconds per SAC env step with its update, seconds per policy action) on cheetah-run."""
-        cfg = ExpertConfig.from_dict({**self.cfg["data"].get("experts", {}), "learning_starts": 100})
+    def _sac(self, train_freq: int) -> tuple[float, float]:
+        cfg = ExpertConfig.from_dict({**self.cfg["data"].get("experts", {}), "learning_starts": 100,
+                                      "train_freq": train_freq})
         env = make_training_env("cheetah-run", 0)
         model = build_sac(env, cfg, 2000, device="cpu")
         model.learn(200)
@@ -245,7 +250,7 @@ def job_seconds(job: budget.Job, cfg: dict, meter: Meter) -> float:
             return STARTUP_S["other"] + 5.0
         if meter.experts.source == "bundled" and bundled_dir(name, meter.experts.bundle_dir) is not None:
             return STARTUP_S["other"] + 5.0  # copied from the package, then evaluated
-        per_step, per_act = meter.sac()
+        per_step, per_act = meter.sac(name)
         ev = meter.experts.eval_episodes * sum(tasks.get(t).episode_length * (meter.env_step(t) + per_act)
                                                for t in expert_tasks(name))
         return STARTUP_S["train"] + meter.experts.sac_steps(name) * per_step + ev

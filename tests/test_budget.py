@@ -125,8 +125,8 @@ class FakeMeter:
     def env_step(self, task):
         return 0.001
 
-    def sac(self):
-        return 0.01, 0.0
+    def sac(self, expert="cheetah-run"):
+        return 0.02 / self.experts.for_expert(expert).train_freq, 0.0  # UTD 1: 20 ms/step, UTD 0.5: 10 ms
 
     def kmeans(self, *args):
         return 2.0
@@ -149,8 +149,18 @@ def test_estimator_prices_every_job_of_the_smoke_plan():
     # training: start-up + steps x step time
     assert by_rule["train_dense"].seconds == pytest.approx(est.STARTUP_S["train"] + cfg["steps"]["dense"])
     assert by_rule["train_router"].seconds == pytest.approx(est.STARTUP_S["train"] + cfg["steps"]["router"])
-    sac = [j for j in jobs if j.rule == "train_expert" and j.wildcards["expert"] == "ant-dir"][0]
-    assert sac.seconds > cfg["data"]["experts"]["ant_dir_sac_steps"] * 0.01  # SAC steps + evaluation
+    experts = {j.wildcards["expert"]: j for j in jobs if j.rule == "train_expert"}
+    assert experts["ant-dir"].seconds == pytest.approx(est.STARTUP_S["other"] + 5.0)  # bundled: copied, evaluated
+    # source: train prices SAC steps at the expert's own UTD (a family: family_train_freq 1) + evaluation
+    meter = FakeMeter(est.ExpertConfig.from_dict({**cfg["data"]["experts"], "source": "train"}))
+    assert meter.experts.for_expert("ant-dir").train_freq == 1 and meter.experts.train_freq == 2
+    dmc = next(e for e in experts if est.expert_kind(e) == "sac")
+    for name, per_step in (("ant-dir", 0.02), (dmc, 0.01)):
+        seconds = est.job_seconds(experts[name], cfg, meter)
+        sac_s = est.STARTUP_S["train"] + meter.experts.sac_steps(name) * per_step
+        eval_s = meter.experts.eval_episodes * sum(est.tasks.get(t).episode_length * 0.001
+                                                   for t in est.expert_tasks(name))  # 1 ms per env step
+        assert seconds == pytest.approx(sac_s + eval_s), name
     assert budget.simulate(jobs, 8) <= budget.simulate(jobs, 2) <= sum(j.seconds for j in jobs)
 
 
