@@ -8,5 +8,6 @@ cd "$(dirname "$0")"
 python -m pip install --upgrade pip
 # shellcheck disable=SC2086
 python -m pip install ${M3DT_TORCH:-torch==2.13.0}
-python -m pip install -e ".[dev]"
+# dev: pytest, snakefmt; sbx: SAC in JAX for `data.experts.library: sbx` (a CPU jaxlib)
+python -m pip install -e ".[dev,sbx]"
 python -c "import m3dt, torch; print('m3dt', m3dt.__version__, 'torch', torch.__version__)"

@@ -107,21 +107,6 @@ def _limit_threads() -> None:
     os.environ.setdefault("MUJOCO_GL", "disable")
 
 
-def _build_sbx(env, cfg, total: int):
-    from sbx import SAC as SbxSAC
-    from stable_baselines3.common.logger import Logger
-
-    model = SbxSAC(
-        "MlpPolicy", env, learning_rate=cfg.learning_rate,
-        buffer_size=max(1, min(int(cfg.buffer_size), int(total))), learning_starts=int(cfg.learning_starts),
-        batch_size=int(cfg.batch_size), tau=cfg.tau, gamma=cfg.gamma, train_freq=int(cfg.train_freq),
-        gradient_steps=int(cfg.gradient_steps), ent_coef=cfg.ent_coef, use_sde=bool(cfg.use_sde),
-        use_sde_at_warmup=bool(cfg.use_sde), policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed,
-        verbose=0)
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    return model
-
-
 def _platform(variant: Variant) -> str:
     if variant.library == "sbx":
         import jax
@@ -147,7 +132,7 @@ def run_job(variant: Variant, device: str, name: str, seed: int, steps: int, lea
     from m3dt.experts.sac import build_sac
     from m3dt.seeding import set_seed
 
-    cfg = ExpertConfig(seed=seed, device=device, **variant.overrides)
+    cfg = ExpertConfig(seed=seed, device=device, library=variant.library, **variant.overrides)
     if learning_starts is not None:
         cfg.learning_starts = int(learning_starts)
     import torch
@@ -156,16 +141,13 @@ def run_job(variant: Variant, device: str, name: str, seed: int, steps: int, lea
     set_seed(cfg.seed)  # as train_expert does
     t0 = time.perf_counter()
     env = make_training_env(name, cfg.seed)
-    if variant.library == "sbx":
-        model = _build_sbx(env, cfg, steps)
-    else:
-        model = build_sac(env, cfg, steps)
-        if variant.sb3_kwargs:  # rebuild the policy with the extra kwargs, same everything else
-            from stable_baselines3.common.logger import Logger
+    model = build_sac(env, cfg, steps)  # the workflow's own builder, SB3 or sbx (`library`)
+    if variant.sb3_kwargs:  # rebuild the policy with the extra kwargs, same everything else
+        from stable_baselines3.common.logger import Logger
 
-            model.policy_kwargs.update(variant.sb3_kwargs)
-            model._setup_model()
-            model.set_logger(Logger(folder=None, output_formats=[]))
+        model.policy_kwargs.update(variant.sb3_kwargs)
+        model._setup_model()
+        model.set_logger(Logger(folder=None, output_formats=[]))
     build_s = time.perf_counter() - t0
     chunk = 1000
     t0 = time.perf_counter()

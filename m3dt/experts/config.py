@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from m3dt import tasks
 from m3dt.dataclass_io import ConfigError, from_mapping
 from m3dt.experts.names import FAMILIES, expert_name
+from m3dt.experts.sac_library import LIBRARIES
 
 EXPERT_SOURCES = ("bundled", "train")
 
@@ -40,6 +41,7 @@ class ExpertConfig:
     cheetah_vel_sac_steps: int = 1_500_000  #: for the one goal-conditioned cheetah-vel agent (40 goals)
     sac_steps_overrides: dict[str, int] = field(default_factory=dict)  #: expert name -> steps (beats the above)
     # --- SAC hyperparameters
+    library: str = "sb3"  #: "sb3" (stable-baselines3, PyTorch) or "sbx" (sbx-rl, JAX: pip install -e ".[sbx]")
     learning_rate: float = 3e-4
     batch_size: int = 256
     buffer_size: int = 1_000_000  #: replay capacity (transitions); capped at the training steps
@@ -83,6 +85,8 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         if self.source not in EXPERT_SOURCES:
             raise ConfigError(f"data.experts.source must be one of {list(EXPERT_SOURCES)}, got {self.source!r}")
+        if self.library not in LIBRARIES:
+            raise ConfigError(f"data.experts.library must be one of {list(LIBRARIES)}, got {self.library!r}")
         assert self.curve_every >= 0, f"data.experts.curve_every must be >= 0, got {self.curve_every}"
         assert self.curve_episodes >= 1, f"data.experts.curve_episodes must be >= 1, got {self.curve_episodes}"
         assert self.curve_goals >= 1, f"data.experts.curve_goals must be >= 1, got {self.curve_goals}"

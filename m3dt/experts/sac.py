@@ -27,6 +27,7 @@ from m3dt.experts.kinds import Expert, ScriptedExpert, bind_expert
 from m3dt.experts.names import (CHECKPOINT_DIR, CURVE_CSV, CURVE_PNG, EXPERT_JSON, FAMILIES, METRICS_CSV, MODEL_ZIP,
                                 expert_kind, expert_name, expert_tasks, goal_features)
 from m3dt.experts.rollout import evaluate_expert
+from m3dt.experts.sac_library import ALGORITHMS, sac_class
 from m3dt.experts.sac_policy import POLICY_FILE as POLICY_PT
 from m3dt.experts.sac_policy import export_actor, load_actor
 from m3dt.io import atomic_path, write_text_atomic
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # heavy imports only where used
     from stable_baselines3 import SAC
 
 LOG = logging.getLogger("m3dt.experts")
-ALGORITHM = "SAC (stable-baselines3, MlpPolicy)"
+ALGORITHM = ALGORITHMS["sb3"]  #: what expert.json says of experts trained before it recorded the library
 
 
 def _resolve_device(device: str) -> str:
@@ -49,14 +50,16 @@ def _resolve_device(device: str) -> str:
 
 
 def build_sac(env: "gym.Env", cfg: ExpertConfig, total_steps: int, device: str | None = None) -> "SAC":
-    """An untrained SB3 SAC agent for `env` with `cfg`'s hyperparameters."""
-    from stable_baselines3 import SAC
+    """An untrained SAC agent of `cfg.library` (SB3 or sbx) for `env` with `cfg`'s hyperparameters."""
     from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
 
     dim = int(np.prod(env.action_space.shape))
     action_noise = (OrnsteinUhlenbeckActionNoise(np.zeros(dim), cfg.ou_noise_sigma * np.ones(dim))
                     if cfg.ou_noise_sigma > 0 else None)
+    SAC = sac_class(cfg.library)
+    # sbx (JAX) places itself: a CUDA jaxlib uses the GPU; `device` is SB3's (torch) setting
+    placement = {"device": _resolve_device(device or cfg.device)} if cfg.library == "sb3" else {}
     model = SAC(
         "MlpPolicy",
         env,
@@ -74,8 +77,8 @@ def build_sac(env: "gym.Env", cfg: ExpertConfig, total_steps: int, device: str |
         action_noise=action_noise,
         policy_kwargs={"net_arch": list(cfg.net_arch)},
         seed=cfg.seed,
-        device=_resolve_device(device or cfg.device),
         verbose=0,
+        **placement,
     )
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
@@ -155,7 +158,10 @@ def _config_key(cfg: ExpertConfig) -> dict[str, Any]:
     keys = ("learning_rate", "batch_size", "buffer_size", "learning_starts", "net_arch", "train_freq",
             "gradient_steps", "gamma", "tau", "ent_coef", "use_sde", "ou_noise_sigma", "seed")
     d = cfg.to_dict()
-    return {k: d[k] for k in keys}
+    key = {k: d[k] for k in keys}
+    if cfg.library != "sb3":  # SB3 experts keep the key they had before the library was a setting
+        key["library"] = cfg.library
+    return key
 
 
 def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.PathLike | None = None, *,
@@ -223,10 +229,8 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
                 write_text_atomic(meta_path, json.dumps(meta, indent=2))
                 return meta
         elif reuse:
-            from stable_baselines3 import SAC
-
             log.info("expert %s already trained in %s; re-evaluating with new evaluation settings", name, out)
-            model = SAC.load(out / MODEL_ZIP, device=_resolve_device(cfg.device))
+            model = _load_sac(cfg, out / MODEL_ZIP)
             meta.update({k: old[k] for k in ("train_steps", "train_seconds", "steps_per_s", "n_updates",
                                              "train_episodes") if k in old})
         else:
@@ -237,7 +241,7 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
             meta["source"] = "trained"
             # evaluate what collection uses: the exported actor (same actions as SAC.predict, tested)
             model = load_actor(out / POLICY_PT, expected_sha256=meta["policy_sha256"])
-        meta["algorithm"] = ALGORITHM
+        meta["algorithm"] = bundled.get("algorithm", ALGORITHM) if bundled is not None else ALGORITHMS[cfg.library]
         if name in FAMILIES:
             meta["goal_features"] = {t: goal_features(t).tolist() for t in expert_tasks(name)}
         experts = {t: bind_expert(model, t, name, train_steps=meta["train_steps"]) for t in eval_list}
@@ -249,19 +253,20 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
     meta["score_mean_over_tasks"] = float(np.mean([e["score_mean"] for e in evaluation.values()]))
     meta["n_flagged"] = int(sum(e["flagged"] for e in evaluation.values()))
     if "versions" not in meta:
-        meta["versions"] = package_versions()
+        meta["versions"] = package_versions(cfg.library if kind != "scripted" else "sb3")
     write_text_atomic(meta_path, json.dumps(meta, indent=2))
     log.info("expert %s done: mean normalised score %.1f over %d task(s), %d flagged", name,
              meta["score_mean_over_tasks"], len(evaluation), meta["n_flagged"])
     return meta
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(library: str = "sb3") -> dict[str, str]:
     """Versions of what determines an expert's behaviour (recorded in expert.json)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("m3dt", "stable-baselines3", "torch", "numpy", "gymnasium", "mujoco", "dm_control", "metaworld"):
+    for pkg in ("m3dt", "stable-baselines3", "torch", "numpy", "gymnasium", "mujoco", "dm_control", "metaworld",
+                *(("sbx-rl", "jax", "jaxlib", "flax", "optax") if library == "sbx" else ())):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -281,9 +286,13 @@ def _eval_key(cfg: ExpertConfig, eval_list: Sequence[str]) -> dict[str, Any]:
             "tasks": list(eval_list), "thresholds": [cfg.threshold(t) for t in eval_list]}
 
 
-def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging.Logger):
-    from stable_baselines3 import SAC
+def _load_sac(cfg: ExpertConfig, path: Path, env: "gym.Env | None" = None) -> "SAC":
+    """A saved agent of `cfg.library` (model.zip)."""
+    kwargs = {"device": _resolve_device(cfg.device)} if cfg.library == "sb3" else {}
+    return sac_class(cfg.library).load(path, env=env, **kwargs)
 
+
+def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging.Logger):
     env = make_training_env(name, cfg.seed)
     ckpt = out / CHECKPOINT_DIR
     metrics_path = out / METRICS_CSV
@@ -295,7 +304,7 @@ def _train_sac(name: str, cfg: ExpertConfig, out: Path, total: int, log: logging
     if ck_state_path.exists():
         ck = json.loads(ck_state_path.read_text())
         if ck.get("config_key") == _config_key(cfg):
-            model = SAC.load(ckpt / MODEL_ZIP, env=env, device=_resolve_device(cfg.device))
+            model = _load_sac(cfg, ckpt / MODEL_ZIP, env)
             model.load_replay_buffer(ckpt / "replay_buffer.pkl")
             model.set_logger(_null_logger())
             state.update(episodes=ck["episodes"], returns=ck["returns"], scores=ck["scores"],

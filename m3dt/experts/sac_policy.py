@@ -11,6 +11,7 @@ actions equal `SAC.predict(obs, deterministic=True)` exactly.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,27 +40,59 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def export_actor(model: "SAC", path: str | os.PathLike) -> str:
-    """Write `model`'s actor to `path` (atomically); returns the file's sha256."""
+    """Write `model`'s actor (an SB3 or an sbx agent) to `path` (atomically); returns the
+    file's sha256."""
     import torch
 
-    actor = model.policy.actor
+    from m3dt.experts.sac_library import library_of
+
     obs_space, act_space = model.observation_space, model.action_space
+    if library_of(model) == "sbx":
+        state_dict, arch = _sbx_actor_state_dict(model)
+        rebuild = {"net_arch": arch, "use_sde": False, "log_std_init": -3.0, "full_std": True, "use_expln": False,
+                   "clip_mean": 2.0}  # SB3's Actor without gSDE: mu and log_std heads, as sbx's actor
+    else:
+        actor = model.policy.actor
+        state_dict = {k: v.detach().cpu().clone() for k, v in actor.state_dict().items()}
+        rebuild = {"net_arch": [int(x) for x in actor.net_arch], "use_sde": bool(actor.use_sde),
+                   "log_std_init": float(actor.log_std_init), "full_std": bool(actor.full_std),
+                   "use_expln": bool(actor.use_expln), "clip_mean": float(actor.clip_mean)}
     blob: dict[str, Any] = {
         "format": FORMAT,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in actor.state_dict().items()},
+        "state_dict": state_dict,
         "obs_shape": list(obs_space.shape),
         "action_low": torch.as_tensor(np.asarray(act_space.low, dtype=np.float32)),
         "action_high": torch.as_tensor(np.asarray(act_space.high, dtype=np.float32)),
-        "net_arch": [int(x) for x in actor.net_arch],
-        "use_sde": bool(actor.use_sde),
-        "log_std_init": float(actor.log_std_init),
-        "full_std": bool(actor.full_std),
-        "use_expln": bool(actor.use_expln),
-        "clip_mean": float(actor.clip_mean),
+        **rebuild,
     }
+    buf = io.BytesIO()  # saved through a buffer: the archive's inner name does not depend on the temp file's
+    torch.save(blob, buf)
     with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+        Path(tmp).write_bytes(buf.getvalue())
     return sha256_of(path)
+
+
+def _sbx_actor_state_dict(model) -> tuple[dict[str, Any], list[int]]:
+    """sbx's squashed-Gaussian actor (flax Dense_0 .. Dense_{n-1} hidden with ReLU, Dense_n the
+    mean, Dense_{n+1} the log std) as the state dict of SB3's `Actor` (latent_pi.{0,2,..}, mu,
+    log_std); a flax kernel (in, out) is a torch weight (out, in) transposed."""
+    import torch
+
+    params = model.policy.actor_state.params["params"]
+    dense = [params[f"Dense_{i}"] for i in range(len(params))]
+    assert len(dense) >= 2 and set(params) == {f"Dense_{i}" for i in range(len(dense))}, sorted(params)
+
+    def linear(layer) -> tuple[torch.Tensor, torch.Tensor]:
+        w = torch.from_numpy(np.array(layer["kernel"], dtype=np.float32).T.copy())  # (out, in)
+        return w, torch.from_numpy(np.array(layer["bias"], dtype=np.float32))
+
+    state: dict[str, Any] = {}
+    hidden = dense[:-2]
+    for i, layer in enumerate(hidden):
+        state[f"latent_pi.{2 * i}.weight"], state[f"latent_pi.{2 * i}.bias"] = linear(layer)
+    state["mu.weight"], state["mu.bias"] = linear(dense[-2])
+    state["log_std.weight"], state["log_std.bias"] = linear(dense[-1])
+    return state, [int(np.shape(layer["bias"])[0]) for layer in hidden]
 
 
 class ActorPolicy:
