@@ -19,7 +19,8 @@ Variants (``name`` or ``name@cpu`` to force the CPU; otherwise `--device`):
 - ``sb3-b512-utd0.5``  batch 512, train_freq 2, gradient_steps 1 (same samples per env step)
 - ``sb3-tf8``          train_freq 8, gradient_steps 8 (UTD 1, fewer collect/train round trips)
 - ``sb3-fused``        today's setup with the fused Adam kernel (`optimizer_kwargs={"fused": True}`)
-- ``sbx``              sbx-rl SAC (JAX) with today's hyperparameters (UTD 1, gSDE flag on)
+- ``sbx``              sbx-rl SAC (JAX; `build_sac` with `library="sbx"`) with today's hyperparameters
+                       (UTD 1; sbx's `use_sde` holds one Gaussian noise per collection phase, not gSDE)
 - ``sbx-tf8``          sbx, train_freq 8, gradient_steps 8 (one jitted call does 8 updates)
 - ``sbx-utd0.5``       sbx, train_freq 2, gradient_steps 1
 

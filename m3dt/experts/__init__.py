@@ -5,7 +5,7 @@ Three kinds, one interface (`Expert.act(obs_unpadded, rng) -> action (action_dim
 - ``scripted``: Meta-World's hand-written policy for the task's v3 env
   (`metaworld.policies.ENV_POLICY_MAP`), plus Gaussian action noise
   (`ExpertConfig.metaworld_action_noise`), clipped to [-1, 1]. Needs no training.
-- ``sac``: one stable-baselines3 SAC agent per DMC task, trained on the task's unpadded
+- ``sac``: one SAC agent (stable-baselines3, or sbx with `library: sbx`) per DMC task, trained on the task's unpadded
   environment (obs `obs_dim`, action `action_dim`, 500 agent steps per episode).
 - ``sac-goal``: one goal-conditioned SAC agent per family (ant-dir, cheetah-vel), trained
   across the family's 40 goals (a goal is drawn uniformly per episode). The goal features
@@ -35,6 +35,7 @@ stable-baselines3 or metaworld -- those are imported where they are used):
     kinds       `Expert`, `ScriptedExpert`, `SACExpert`, `bind_expert`, `load_expert`
     rollout     `rollout` and `episode_seed` (shared with data collection), `evaluate_expert`
     sac         `build_sac`, SAC training with checkpoint/resume, `train_expert`
+    sac_library the SAC implementations (`library`: sb3, sbx) and their classes
     sac_policy  the actor-only `policy.pt` (export, load)
     curve       learning-curve points (`curve.csv`)
     bundle      experts shipped with the package (`bundled/<name>/`)
