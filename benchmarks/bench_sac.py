@@ -57,9 +57,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m3dt.experts import sac_library  # light: imports neither torch nor JAX
+
 BASELINE = "sb3"
-#: single-threaded XLA on the CPU (override with the env var BENCH_SAC_XLA_FLAGS; pinning limits it anyway)
-XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: single-threaded XLA on the CPU, as the workflow's sbx experts (override with the env var
+#: BENCH_SAC_XLA_FLAGS; pinning limits it anyway)
+XLA_ONE_THREAD = sac_library.XLA_ONE_THREAD
 
 
 @dataclass(frozen=True)

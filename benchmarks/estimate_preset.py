@@ -176,13 +176,14 @@ class Meter:
 
     def sac(self, expert: str = "cheetah-run") -> tuple[float, float]:
         """(seconds per SAC env step with its update, seconds per policy action) of the SAC
-        expert `expert`'s settings (a family's own `family_train_freq`), measured on cheetah-run."""
-        return self._sac(int(self.experts.for_expert(expert).train_freq))
+        expert `expert`'s settings (a family's `family_overrides`), measured on cheetah-run."""
+        own = self.experts.for_expert(expert)
+        return self._sac(own.library, int(own.train_freq))
 
     @lru_cache(maxsize=None)
-    def _sac(self, train_freq: int) -> tuple[float, float]:
+    def _sac(self, library: str, train_freq: int) -> tuple[float, float]:
         cfg = ExpertConfig.from_dict({**self.cfg["data"].get("experts", {}), "learning_starts": 100,
-                                      "train_freq": train_freq})
+                                      "library": library, "train_freq": train_freq, "family_overrides": {}})
         env = make_training_env("cheetah-run", 0)
         model = build_sac(env, cfg, 2000, device="cpu")
         model.learn(200)

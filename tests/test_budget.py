@@ -151,7 +151,7 @@ def test_estimator_prices_every_job_of_the_smoke_plan():
     assert by_rule["train_router"].seconds == pytest.approx(est.STARTUP_S["train"] + cfg["steps"]["router"])
     experts = {j.wildcards["expert"]: j for j in jobs if j.rule == "train_expert"}
     assert experts["ant-dir"].seconds == pytest.approx(est.STARTUP_S["other"] + 5.0)  # bundled: copied, evaluated
-    # source: train prices SAC steps at the expert's own UTD (a family: family_train_freq 1) + evaluation
+    # source: train prices SAC steps at the expert's own UTD (a family: family_overrides train_freq 1) + evaluation
     meter = FakeMeter(est.ExpertConfig.from_dict({**cfg["data"]["experts"], "source": "train"}))
     assert meter.experts.for_expert("ant-dir").train_freq == 1 and meter.experts.train_freq == 2
     dmc = next(e for e in experts if est.expert_kind(e) == "sac")

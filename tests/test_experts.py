@@ -273,22 +273,27 @@ def test_cli_collect_and_table(tmp_path, expert_root, pendulum_meta):
     assert (tmp_path / "all.csv").read_text().splitlines()[1].startswith("reach-v2,metaworld,scripted,0,")
 
 
-def test_family_train_freq_reaches_the_family_agent_only(tmp_path):
-    """`family_train_freq` sets the update schedule of a family agent (recorded in its
-    expert.json and seen in its update count); a DMC expert keeps `train_freq`; the
-    workflow's config.yaml keeps families at UTD 1 and DMC experts at UTD 0.5."""
+def test_family_overrides_reach_the_family_agent_only(tmp_path):
+    """`family_overrides` sets a family agent's SAC settings (recorded in its expert.json and
+    seen in its update count); a DMC expert keeps the common ones; the workflow's config.yaml
+    trains families with SB3 at UTD 1."""
     import yaml
 
-    cfg = ExpertConfig(**dict(TINY, curve_every=0, eval_max_steps=5, train_freq=2, family_train_freq=1,
-                              sac_steps_overrides={"cheetah-vel": 250}))
+    cfg = ExpertConfig(**dict(TINY, curve_every=0, eval_max_steps=5, train_freq=2,
+                              family_overrides={"train_freq": 1}, sac_steps_overrides={"cheetah-vel": 250}))
     assert cfg.for_expert("pendulum-swingup") is cfg and cfg.for_expert("cheetah-vel-3").train_freq == 1
     meta = train_expert("cheetah-vel", cfg, tmp_path / "cheetah-vel", eval_tasks=["cheetah-vel-0"])
     assert meta["config"]["train_freq"] == 1 and meta["train_key"]["train_freq"] == 1
     assert meta["n_updates"] == 250 - 50  # one update per env step after learning_starts (UTD 0.5 would give 100)
-    assert ExpertConfig(**dict(TINY, train_freq=2)).for_expert("cheetah-vel").train_freq == 2  # None: train_freq
-    with pytest.raises(ConfigError, match="family_train_freq"):
-        ExpertConfig(family_train_freq=0)
+    assert ExpertConfig(**dict(TINY, train_freq=2)).for_expert("cheetah-vel").train_freq == 2  # none: the common
+    with pytest.raises(ConfigError, match="family_overrides.*eval_episodes"):
+        ExpertConfig(family_overrides={"eval_episodes": 3})  # not a SAC setting
+    with pytest.raises(ConfigError, match="data.experts.family_overrides.train_freq"):
+        ExpertConfig(family_overrides={"train_freq": "fast"})
+    with pytest.raises(ConfigError, match="library"):
+        ExpertConfig(family_overrides={"library": "tf-agents"})
     experts = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["data"]["experts"]
     workflow_cfg = ExpertConfig.from_dict(experts)
-    assert workflow_cfg.for_expert("ant-dir").train_freq == 1 == workflow_cfg.for_expert("cheetah-vel").train_freq
+    for family in ("ant-dir", "cheetah-vel"):
+        assert (workflow_cfg.for_expert(family).train_freq, workflow_cfg.for_expert(family).library) == (1, "sb3")
     assert workflow_cfg.for_expert("walker-stand").train_freq == 2

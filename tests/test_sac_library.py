@@ -82,3 +82,17 @@ def test_sbx_training_resumes_from_its_checkpoint(tmp_path):
     meta = train_expert(TASK, longer, tmp_path / TASK, log=log)
     assert meta["train_steps"] == 300
     assert any("resuming from checkpoint at step 100/300" in r for r in records), records
+
+
+def test_sbx_runs_xla_in_one_thread_like_torch_threads():
+    """One sbx training job per core: with torch_threads 1, XLA is single-threaded too."""
+    import os
+    import subprocess
+
+    pytest.importorskip("sbx")
+    code = ("import os; from m3dt.experts.sac_library import sac_class, XLA_ONE_THREAD; sac_class('sbx', 1); "
+            "import jax; print(XLA_ONE_THREAD in os.environ['XLA_FLAGS'], 'jax' in dir())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]

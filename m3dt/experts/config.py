@@ -14,6 +14,9 @@ from m3dt.experts.names import FAMILIES, expert_name
 from m3dt.experts.sac_library import LIBRARIES
 
 EXPERT_SOURCES = ("bundled", "train")
+#: the SAC settings `family_overrides` may change for the family agents
+FAMILY_OVERRIDABLE = ("library", "learning_rate", "batch_size", "buffer_size", "learning_starts", "net_arch",
+                      "train_freq", "gradient_steps", "gamma", "tau", "ent_coef", "use_sde", "ou_noise_sigma")
 
 
 @dataclass
@@ -49,7 +52,9 @@ class ExpertConfig:
     net_arch: tuple[int, ...] = (256, 256)  #: hidden sizes of actor and both critics
     train_freq: int = 1  #: environment steps between update phases
     gradient_steps: int = 1  #: gradient steps per update phase (UTD = gradient_steps / train_freq)
-    family_train_freq: int | None = None  #: train_freq of the goal-conditioned family agents (ant-dir, cheetah-vel); None: train_freq
+    #: SAC settings of the goal-conditioned family agents (ant-dir, cheetah-vel) that differ from the above,
+    #: e.g. {train_freq: 1, library: sb3}; keys: FAMILY_OVERRIDABLE
+    family_overrides: dict[str, Any] = field(default_factory=dict)
     gamma: float = 0.99
     tau: float = 0.005
     ent_coef: str | float = "auto"  #: "auto" (learned, init 1), "auto_0.1" (learned, init 0.1) or a constant
@@ -73,7 +78,7 @@ class ExpertConfig:
     source: str = "bundled"  #: "bundled": a SAC expert shipped with the package where one exists, else train; "train": always train
     bundle_dir: str | None = None  #: where bundled experts are looked up (None: the package's m3dt/experts/bundled)
     device: str = "auto"  #: "auto" (CUDA when present), "cpu" or "cuda"
-    torch_threads: int = 1  #: torch intra-op threads (1: one training job per core is fastest overall)
+    torch_threads: int = 1  #: torch intra-op threads (1: one training job per core is fastest overall); with sbx, 1 also makes XLA single-threaded
     seed: int = 0
 
     @classmethod
@@ -90,18 +95,24 @@ class ExpertConfig:
         assert self.curve_every >= 0, f"data.experts.curve_every must be >= 0, got {self.curve_every}"
         assert self.curve_episodes >= 1, f"data.experts.curve_episodes must be >= 1, got {self.curve_episodes}"
         assert self.curve_goals >= 1, f"data.experts.curve_goals must be >= 1, got {self.curve_goals}"
-        for key in ("train_freq", "gradient_steps", "family_train_freq"):
-            value = getattr(self, key)
-            if value is not None and int(value) < 1:
-                raise ConfigError(f"data.experts.{key} must be >= 1, got {value}")
+        for key in ("train_freq", "gradient_steps"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"data.experts.{key} must be >= 1, got {getattr(self, key)}")
+        bad = sorted(set(self.family_overrides) - set(FAMILY_OVERRIDABLE))
+        if bad:
+            raise ConfigError(f"data.experts.family_overrides: {bad} cannot differ for a family; "
+                              f"valid keys: {list(FAMILY_OVERRIDABLE)}")
+        if self.family_overrides:
+            self.for_expert("ant-dir")  # checks the overrides' types and values now, naming them
 
     def for_expert(self, name: str) -> "ExpertConfig":
         """The settings the SAC expert `name` trains with: for a family (ant-dir, cheetah-vel),
-        `family_train_freq` replaces `train_freq` when set (families lose quality at UTD 0.5
-        where single-task DMC experts do not: README "SAC expert cost")."""
-        if expert_name(name) in FAMILIES and self.family_train_freq is not None:
-            return dataclasses.replace(self, train_freq=int(self.family_train_freq))
-        return self
+        this config with `family_overrides` applied (measured: a family agent needs UTD 1 and
+        SB3's gSDE where single-task DMC experts do not: README "SAC expert cost")."""
+        if expert_name(name) not in FAMILIES or not self.family_overrides:
+            return self
+        d = {k: v for k, v in self.to_dict().items() if k != "family_overrides"}
+        return from_mapping(ExpertConfig, {**d, **self.family_overrides}, "data.experts.family_overrides")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

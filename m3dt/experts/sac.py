@@ -57,7 +57,7 @@ def build_sac(env: "gym.Env", cfg: ExpertConfig, total_steps: int, device: str |
     dim = int(np.prod(env.action_space.shape))
     action_noise = (OrnsteinUhlenbeckActionNoise(np.zeros(dim), cfg.ou_noise_sigma * np.ones(dim))
                     if cfg.ou_noise_sigma > 0 else None)
-    SAC = sac_class(cfg.library)
+    SAC = sac_class(cfg.library, int(cfg.torch_threads))
     # sbx (JAX) places itself: a CUDA jaxlib uses the GPU; `device` is SB3's (torch) setting
     placement = {"device": _resolve_device(device or cfg.device)} if cfg.library == "sb3" else {}
     model = SAC(

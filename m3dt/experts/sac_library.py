@@ -13,6 +13,8 @@ library an expert was trained with.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 LIBRARIES = ("sb3", "sbx")
@@ -24,10 +26,18 @@ def check_library(library: str) -> None:
         raise ValueError(f"data.experts.library must be one of {list(LIBRARIES)}, got {library!r}")
 
 
-def sac_class(library: str) -> type:
-    """The SAC class of `library` (an ImportError saying what to install when sbx is absent)."""
+#: XLA on the CPU in one thread (one training job per core, as torch_threads: 1 does for SB3)
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def sac_class(library: str, threads: int = 1) -> type:
+    """The SAC class of `library` (an ImportError saying what to install when sbx is absent).
+    For sbx with `threads` 1, XLA is made single-threaded on the CPU; that takes effect only
+    if JAX was not imported before in this process."""
     check_library(library)
     if library == "sbx":
+        if threads == 1 and "jax" not in sys.modules and XLA_ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_ONE_THREAD).strip()
         try:
             from sbx import SAC
         except ImportError as e:
