@@ -297,3 +297,25 @@ def test_family_overrides_reach_the_family_agent_only(tmp_path):
     for family in ("ant-dir", "cheetah-vel"):
         assert (workflow_cfg.for_expert(family).train_freq, workflow_cfg.for_expert(family).library) == (1, "sb3")
     assert workflow_cfg.for_expert("walker-stand").train_freq == 2
+
+
+def test_settings_of_an_expert_are_only_what_decides_its_files():
+    """What the workflow's train_expert job gets (and reruns on): training settings matter for
+    a SAC expert that trains, not for a scripted or a bundled one; family_overrides only for
+    the families; the result is a valid config of the expert's own settings."""
+    from m3dt.experts.bundle import bundled_names
+
+    bundled, untrained = "reacher-hard", "walker-walk"
+    assert bundled in bundled_names() and untrained not in bundled_names()
+    base = ExpertConfig(source="bundled", train_freq=2, family_overrides={"train_freq": 1})
+    changed = ExpertConfig(source="bundled", train_freq=4, library="sbx", family_overrides={"train_freq": 1})
+    for name in ("reach-v2", bundled, "ant-dir"):
+        assert base.settings_of(name) == changed.settings_of(name), name
+    assert base.settings_of(untrained) != changed.settings_of(untrained)
+    assert base.settings_of(untrained)["train_freq"] == 2 and "family_overrides" not in base.settings_of(untrained)
+    train = ExpertConfig(source="train", train_freq=2, family_overrides={"train_freq": 1})
+    assert ExpertConfig.from_dict(train.settings_of("cheetah-vel")).train_freq == 1
+    other_family = ExpertConfig(source="train", train_freq=2, family_overrides={"train_freq": 3})
+    assert train.settings_of(untrained) == other_family.settings_of(untrained)
+    assert train.settings_of("cheetah-vel") != other_family.settings_of("cheetah-vel")
+    assert base.settings_of("reach-v2")["eval_episodes"] == base.eval_episodes  # evaluation still counts

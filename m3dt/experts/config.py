@@ -18,6 +18,12 @@ EXPERT_SOURCES = ("bundled", "train")
 FAMILY_OVERRIDABLE = ("library", "learning_rate", "batch_size", "buffer_size", "learning_starts", "net_arch",
                       "train_freq", "gradient_steps", "gamma", "tau", "ent_coef", "use_sde", "ou_noise_sigma")
 
+#: settings that only change how a SAC expert is trained (not how an expert is installed or evaluated)
+TRAINING_KEYS = FAMILY_OVERRIDABLE + ("dmc_sac_steps", "ant_dir_sac_steps", "cheetah_vel_sac_steps",
+                                      "sac_steps_overrides", "family_overrides", "checkpoint_every", "keep_checkpoint",
+                                      "log_every", "curve_every", "curve_episodes", "curve_goals", "max_train_seconds",
+                                      "torch_threads")
+
 
 @dataclass
 class ExpertConfig:
@@ -113,6 +119,21 @@ class ExpertConfig:
             return self
         d = {k: v for k, v in self.to_dict().items() if k != "family_overrides"}
         return from_mapping(ExpertConfig, {**d, **self.family_overrides}, "data.experts.family_overrides")
+
+    def settings_of(self, name: str) -> dict[str, Any]:
+        """The settings that decide expert `name`'s files, as a mapping `from_dict` reads: its
+        own SAC settings (`for_expert`), without the training ones where nothing is trained
+        (a scripted expert, or a bundled one with `source: bundled`). The workflow passes these
+        to each `train_expert` job, so a changed setting reruns only the experts it concerns."""
+        from m3dt.experts.bundle import bundled_dir
+        from m3dt.experts.names import expert_kind
+
+        own = self.for_expert(name)
+        d = {k: v for k, v in own.to_dict().items() if k != "family_overrides"}
+        if expert_kind(name) == "scripted" or (own.source == "bundled" and bundled_dir(expert_name(name),
+                                                                                       own.bundle_dir)):
+            d = {k: v for k, v in d.items() if k not in TRAINING_KEYS}
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -183,7 +183,7 @@ def train_expert(name: str, cfg: ExpertConfig | None = None, out_dir: str | os.P
     """
     log = log or LOG
     name = expert_name(name)
-    cfg = (cfg or ExpertConfig()).for_expert(name)  # a family's own train_freq, where set
+    cfg = (cfg or ExpertConfig()).for_expert(name)  # a family: with its family_overrides
     kind = expert_kind(name)
     out = Path(out_dir) if out_dir is not None else Path("results/experts") / name
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from m3dt import tasks as m3dt_tasks  # noqa: E402
+from m3dt.experts.config import ExpertConfig  # noqa: E402
 from m3dt.io import typed_strings  # noqa: E402
 from m3dt.workflow_lock import clear_stale_locks, register_instance  # noqa: E402
 
@@ -37,6 +38,8 @@ SEEDS = [int(s) for s in config["seeds"]]
 TRAIN_SEED_OFFSET = int(config["training_seed_offset"])
 TASK_COUNTS = [int(n) for n in config["task_counts"]]
 DATA = config["data"]
+# checked now (a bad data.experts key stops the plan, naming it); per-expert job settings
+EXPERTS = ExpertConfig.from_dict(DATA["experts"])
 STEPS = config["steps"]
 EXP = config["experiments"]
 CONFLICT = config["conflict"]

@@ -17,7 +17,8 @@ if DATA["source"] == "collect":
             mem_mb=6000,
             runtime=RES["train_runtime"],
         params:
-            config=DATA["experts"],
+            # only the settings this expert depends on: changing one reruns only its experts
+            config=lambda wc: EXPERTS.settings_of(wc.expert),
         script:
             "../scripts/train_expert.py"
 
