@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("gymnasium", "torch", "stable_baselines3", "metaworld")
+HEAVY = ("gymnasium", "torch", "stable_baselines3", "metaworld", "jax", "sbx")
 MODULES = ("m3dt.experts", "m3dt.experts.names", "m3dt.experts.config", "m3dt.experts.envs", "m3dt.experts.kinds",
-           "m3dt.experts.rollout", "m3dt.experts.sac", "m3dt.experts.sac_policy", "m3dt.experts.curve",
-           "m3dt.experts.bundle", "m3dt.experts.table", "m3dt.experts.cli")
+           "m3dt.experts.rollout", "m3dt.experts.sac", "m3dt.experts.sac_library", "m3dt.experts.sac_policy",
+           "m3dt.experts.curve", "m3dt.experts.bundle", "m3dt.experts.table", "m3dt.experts.cli")
 
 
 def _loaded_after(modules: tuple[str, ...]) -> list[str]:
