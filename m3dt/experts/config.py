@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from m3dt import tasks
 from m3dt.dataclass_io import ConfigError, from_mapping
 from m3dt.experts.names import FAMILIES, expert_name
-from m3dt.experts.sac_library import LIBRARIES
+from m3dt.experts.sac_library import check_library
 
 EXPERT_SOURCES = ("bundled", "train")
 #: the SAC settings `family_overrides` may change for the family agents
@@ -96,8 +96,7 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         if self.source not in EXPERT_SOURCES:
             raise ConfigError(f"data.experts.source must be one of {list(EXPERT_SOURCES)}, got {self.source!r}")
-        if self.library not in LIBRARIES:
-            raise ConfigError(f"data.experts.library must be one of {list(LIBRARIES)}, got {self.library!r}")
+        check_library(self.library)
         assert self.curve_every >= 0, f"data.experts.curve_every must be >= 0, got {self.curve_every}"
         assert self.curve_episodes >= 1, f"data.experts.curve_episodes must be >= 1, got {self.curve_episodes}"
         assert self.curve_goals >= 1, f"data.experts.curve_goals must be >= 1, got {self.curve_goals}"

@@ -3,8 +3,8 @@
 - ``sb3``: stable-baselines3's SAC (PyTorch; CUDA when present and `device` allows).
 - ``sbx``: sbx-rl's SAC (the JAX port with SB3's API; `pip install -e ".[sbx]"`). Same
   hyperparameters and training loop; its `use_sde` is not gSDE but Gaussian noise held for
-  each collection phase (`train_freq` steps). On one CPU core its update is ~1.8x faster
-  than SB3's (README "SAC expert cost"). JAX uses a GPU only where a CUDA jaxlib is installed.
+  each collection phase (`train_freq` steps). On one CPU core at UTD 0.5 it trains ~1.4x
+  faster than SB3 (README "SAC expert cost"). JAX uses a GPU only where a CUDA jaxlib is installed.
 
 Both save `model.zip` through SB3's `save`/`load` and both export the same actor-only
 `policy.pt` (`m3dt.experts.sac_policy.export_actor`), so collection does not depend on the
@@ -17,13 +17,16 @@ import os
 import sys
 from typing import Any
 
+from m3dt.dataclass_io import ConfigError
+
 LIBRARIES = ("sb3", "sbx")
 ALGORITHMS = {"sb3": "SAC (stable-baselines3, MlpPolicy)", "sbx": "SAC (sbx-rl, JAX, MlpPolicy)"}
 
 
 def check_library(library: str) -> None:
+    """One `ConfigError` naming `data.experts.library` unless `library` is one of LIBRARIES."""
     if library not in LIBRARIES:
-        raise ValueError(f"data.experts.library must be one of {list(LIBRARIES)}, got {library!r}")
+        raise ConfigError(f"data.experts.library must be one of {list(LIBRARIES)}, got {library!r}")
 
 
 #: XLA on the CPU in one thread (one training job per core, as torch_threads: 1 does for SB3)
